@@ -1,0 +1,187 @@
+"""The parquet schema of every artifact the pipeline writes, and ``validate``.
+
+Every stage validates its inputs against these before doing any work, so a wrong file fails
+at once with one message naming the file, the column and the fix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+
+ENTITY_SPAN = pa.struct([("start", pa.int32()), ("end", pa.int32()), ("label", pa.string())])
+
+
+class SchemaError(ValueError):
+    """An artifact does not have the columns or types the pipeline expects."""
+
+
+@dataclass(frozen=True)
+class ArtifactSchema:
+    name: str
+    """Short name used in messages."""
+    producer: str
+    """The DVC stage that writes this artifact (named in the fix)."""
+    schema: pa.Schema
+    """Column names and arrow types, in the order they are written."""
+    required_text: tuple[str, ...] = ()
+    """String columns whose values must be non-empty text (no null, no blank)."""
+    allowed: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """Columns restricted to a fixed set of values."""
+
+    @property
+    def columns(self) -> list[str]:
+        return self.schema.names
+
+
+RAW = ArtifactSchema(
+    name="raw posts",
+    producer="download",
+    schema=pa.schema(
+        [
+            ("id", pa.string()),
+            ("post", pa.string()),
+            ("summary", pa.string()),
+            ("subreddit", pa.string()),
+            ("title", pa.string()),
+        ]
+    ),
+    required_text=("id", "post", "summary"),
+)
+
+ROLES = ("positive", "negative")
+KINDS = (
+    "reference",
+    "backtranslation",
+    "toxic_lm",
+    "toxic_lexicon",
+    "swap_ent",
+    "mask_regen",
+    "sys_lowcon",
+)
+
+PARAPHRASES = ArtifactSchema(
+    name="back-translated paraphrases",
+    producer="backtranslate",
+    schema=pa.schema(
+        [
+            ("post_id", pa.string()),
+            ("kind", pa.string()),
+            ("pivot", pa.string()),
+            ("text", pa.string()),
+        ]
+    ),
+    required_text=("post_id", "text"),
+    allowed={"kind": ("reference", "backtranslation")},
+)
+
+TOXIC = ArtifactSchema(
+    name="toxic rewrites",
+    producer="toxify",
+    schema=pa.schema(
+        [
+            ("post_id", pa.string()),
+            ("kind", pa.string()),
+            ("text", pa.string()),
+            ("toxicity", pa.float64()),
+        ]
+    ),
+    required_text=("post_id", "text"),
+    allowed={"kind": ("toxic_lm", "toxic_lexicon")},
+)
+
+GROUPS = ArtifactSchema(
+    name="contrastive groups",
+    producer="entity-perturb",
+    schema=pa.schema(
+        [
+            ("post_id", pa.string()),
+            ("role", pa.string()),
+            ("kind", pa.string()),
+            ("text", pa.string()),
+            ("entity_spans", pa.list_(ENTITY_SPAN)),
+            ("toxicity", pa.float64()),
+        ]
+    ),
+    required_text=("post_id", "text"),
+    allowed={"role": ROLES, "kind": KINDS},
+)
+
+GENERATIONS = ArtifactSchema(
+    name="generations",
+    producer="evaluate",
+    schema=pa.schema(
+        [
+            ("post_id", pa.string()),
+            ("method", pa.string()),
+            ("post", pa.string()),
+            ("reference", pa.string()),
+            ("generation", pa.string()),
+        ]
+    ),
+    required_text=("post_id", "method", "post"),
+)
+
+SCORES = ArtifactSchema(
+    name="scores",
+    producer="evaluate",
+    schema=pa.schema(
+        [
+            ("post_id", pa.string()),
+            ("method", pa.string()),
+            ("toxicity", pa.float64()),
+            ("faithfulness", pa.float64()),
+        ]
+    ),
+    required_text=("post_id", "method"),
+)
+
+
+def validate(df: pd.DataFrame, spec: ArtifactSchema, path: str | Path) -> None:
+    """Raise SchemaError naming ``path``, the first bad column and the fix, or return None.
+
+    Extra columns are allowed (a hub dataset may carry more); the declared ones must exist with
+    a compatible type, and ``required_text`` columns must hold non-empty strings.
+    """
+    fix = f"re-create it with `dvc repro {spec.producer}`"
+    for name in spec.columns:
+        if name not in df.columns:
+            raise SchemaError(
+                f"{path}: column '{name}' is missing from the {spec.name} file "
+                f"(expected columns: {', '.join(spec.columns)}); {fix}"
+            )
+        expected = spec.schema.field(name).type
+        if not _compatible(df[name], expected):
+            raise SchemaError(
+                f"{path}: column '{name}' has type {df[name].dtype}, expected {expected}; {fix}"
+            )
+    for name in spec.required_text:
+        bad = ~df[name].map(lambda v: isinstance(v, str) and v.strip() != "")
+        if bad.any():
+            row = int(bad.to_numpy().nonzero()[0][0])
+            raise SchemaError(
+                f"{path}: column '{name}' has {int(bad.sum())} empty or non-text value(s) "
+                f"(first at row {row}); {fix}"
+            )
+    for name, values in spec.allowed.items():
+        bad = ~df[name].isin(values)
+        if bad.any():
+            value = df[name][bad].iloc[0]
+            raise SchemaError(
+                f"{path}: column '{name}' has value {value!r}; allowed: {', '.join(values)}; {fix}"
+            )
+
+
+def _compatible(series: pd.Series, expected: pa.DataType) -> bool:
+    if len(series) == 0 or series.isna().all():
+        return True
+    if pa.types.is_string(expected) or pa.types.is_large_string(expected):
+        return bool(series.dropna().map(lambda v: isinstance(v, str)).all())
+    if pa.types.is_floating(expected) or pa.types.is_integer(expected):
+        return pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
+    if pa.types.is_list(expected):
+        return bool(series.dropna().map(lambda v: hasattr(v, "__len__") and not isinstance(v, str)).all())
+    return True
