@@ -1,0 +1,111 @@
+"""INLP: iterative null-space projection (Ravfogel et al. 2020), applied at generation to `sft`.
+
+Repeatedly fit a linear classifier (scikit-learn ridge classifier, closed form) that predicts the class of
+the attribute word (male/female, black/white/asian, jewish/christian/muslim) from the final
+hidden state of counterfactual contexts, and project the space onto the null space of every
+classifier found so far. The final projection P = I - B B^T (B: orthonormal basis of all
+classifier directions) multiplies the LM-head input at generation (``projection.attach_projection``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.linalg
+from sklearn.linear_model import RidgeClassifier
+from threadpoolctl import threadpool_limits
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from aligntax.baselines.attributes import AXES, load_word_lists
+from aligntax.baselines.projection import counterfactual_contexts, final_states, held_out_split, probe_accuracy
+from aligntax.config import check
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class InlpConfig:
+    axes: list[str] = field(default_factory=lambda: list(AXES))
+    """Attribute axes to remove, one after the other (gender, race, religion)."""
+    n_iterations: int = 40
+    """Classifiers fitted and projected out per axis (Ravfogel et al.: until the probe is at chance)."""
+    regularization: float = 1.0
+    """L2 strength alpha of each ridge classifier."""
+    max_corpus_contexts: int = 100
+    """Sentence prefixes taken from the training posts per axis, besides the template contexts."""
+    held_out_fraction: float = 0.2
+    """Share of counterfactual tuples held out to measure the probe before and after."""
+    batch_size: int = 32
+    """Contexts per forward pass when reading hidden states."""
+
+    def __post_init__(self) -> None:
+        check(len(self.axes) > 0 and set(self.axes) <= set(AXES), "inlp.axes", f"a non-empty subset of {list(AXES)}")
+        check(self.n_iterations >= 1, "inlp.n_iterations", "an integer >= 1")
+        check(self.regularization > 0, "inlp.regularization", "a number > 0")
+        check(self.max_corpus_contexts >= 0, "inlp.max_corpus_contexts", "an integer >= 0")
+        check(0 < self.held_out_fraction < 1, "inlp.held_out_fraction", "a number in (0, 1)")
+        check(self.batch_size >= 1, "inlp.batch_size", "an integer >= 1")
+
+
+def rowspace_projection(directions: np.ndarray) -> np.ndarray:
+    """Projection onto the span of the rows of ``directions`` [r, H]: B B^T."""
+    basis = scipy.linalg.orth(directions.T)
+    return basis @ basis.T
+
+
+def inlp_projection(
+    x: np.ndarray, y: np.ndarray, n_iterations: int, regularization: float, seed: int,
+    start: np.ndarray | None = None,
+) -> tuple[np.ndarray, list[float]]:
+    """Null-space projection P [H, H] after ``n_iterations`` classifiers; their training accuracies.
+
+    ``start`` is an earlier projection whose removed directions stay removed (axes chain).
+    """
+    dim = x.shape[1]
+    removed = np.eye(dim) - start if start is not None else np.zeros((dim, dim))
+    directions = [scipy.linalg.orth(removed).T] if removed.any() else []
+    projection = np.eye(dim) - removed
+    accuracies = []
+    with threadpool_limits(limits=1):  # small matrices: one BLAS thread is fastest on a busy CPU
+        for _ in range(n_iterations):
+            clf = RidgeClassifier(alpha=regularization)
+            clf.fit(x @ projection, y)
+            accuracies.append(float(clf.score(x @ projection, y)))
+            directions.append(clf.coef_)
+            projection = np.eye(dim) - rowspace_projection(np.vstack(directions))
+    return projection, accuracies
+
+
+def fit_inlp(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], cfg: InlpConfig, seed: int
+) -> tuple[np.ndarray, dict]:
+    """Fit the INLP projection on ``model``'s hidden states; returns (P [H, H] float32, metrics)."""
+    lists = load_word_lists(cfg.axes)
+    contexts = counterfactual_contexts(texts, lists, cfg.max_corpus_contexts, seed)
+    states = final_states(model, tokenizer, contexts["text"].tolist(), cfg.batch_size)
+    dim = states.shape[1]
+    projection = np.eye(dim)
+    metrics: dict = {"contexts": len(contexts), "hidden_size": dim, "axes": {}}
+    for wl in lists:
+        rows = (contexts["axis"] == wl.axis).to_numpy()
+        x, y = states[rows], contexts["cls"].to_numpy()[rows]
+        dev = held_out_split(contexts["tuple_id"].to_numpy()[rows], cfg.held_out_fraction, seed)
+        before = probe_accuracy(x[~dev] @ projection, y[~dev], x[dev] @ projection, y[dev], seed)
+        projection, train_acc = inlp_projection(x[~dev], y[~dev], cfg.n_iterations, cfg.regularization, seed,
+                                                start=projection)
+        after = probe_accuracy(x[~dev] @ projection, y[~dev], x[dev] @ projection, y[dev], seed)
+        chance = float(np.bincount(y[dev]).max() / max(len(y[dev]), 1))
+        metrics["axes"][wl.axis] = {
+            "tuples": int(len(np.unique(contexts["tuple_id"].to_numpy()[rows]))),
+            "corpus_tuples": int(contexts[rows & (contexts["source"] == "corpus").to_numpy()]["tuple_id"].nunique()),
+            "held_out_probe_accuracy_before": before,
+            "held_out_probe_accuracy_after": after,
+            "chance_accuracy": chance,
+            "classifier_train_accuracy": train_acc,
+        }
+        log.info("inlp %s: held-out probe %.3f -> %.3f (chance %.3f)", wl.axis, before, after, chance)
+    metrics["rank_removed"] = int(round(dim - np.trace(projection)))
+    return projection.astype(np.float32), metrics

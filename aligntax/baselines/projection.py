@@ -1,0 +1,155 @@
+"""What INLP and SentenceDebias share: counterfactual contexts, their hidden states, and the
+projection that is applied to the final hidden state (the input of the LM head) at generation.
+
+A context is a text that ends on an attribute word ("... so i called my mom"); its state is the
+LM-head input at that last token, the very vector the projection later edits at every position.
+Each context comes as a counterfactual tuple, one variant per class of its axis, that differ
+only in the attribute words.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from aligntax.baselines.attributes import WordList, find, to_class
+from aligntax.io import write_atomic
+
+log = logging.getLogger(__name__)
+
+TEMPLATES = (
+    "the {w}",
+    "this is the {w}",
+    "i talked to the {w}",
+    "tl;dr: my {w}",
+)
+"""Semantically bleached frames (after May et al. 2019 / Liang et al. 2020) that end on the word."""
+_SENTENCE = re.compile(r"[^.!?\n]+")
+
+
+def counterfactual_contexts(
+    texts: Sequence[str], lists: Sequence[WordList], max_corpus: int, seed: int, max_words: int = 12
+) -> pd.DataFrame:
+    """Counterfactual context tuples: columns tuple_id, axis, cls, text, source (template|corpus).
+
+    Per axis: every word-list row in every template, plus up to ``max_corpus`` sentence prefixes
+    from ``texts`` ending on an attribute word (at most ``max_words`` words; a seeded sample,
+    without duplicates).
+    """
+    rng = np.random.default_rng(seed)
+    records, tid = [], 0
+    for wl in lists:
+        k = len(wl.classes)
+        seeds = [(t.replace("{w}", row[0]), "template") for row in wl.rows for t in TEMPLATES]
+        corpus = sorted(
+            {
+                " ".join(sentence[: m.end()].split()[-max_words:])
+                for text in texts
+                for sentence in (s.group(0) for s in _SENTENCE.finditer(text))
+                for m in find(sentence, wl)[:1]
+            }
+        )
+        if len(corpus) > max_corpus:
+            corpus = [corpus[i] for i in sorted(rng.choice(len(corpus), size=max_corpus, replace=False))]
+        seeds += [(c, "corpus") for c in corpus]
+        for text, source in seeds:
+            variants = [to_class(text, wl, c) for c in range(k)]
+            if len(set(variants)) < k:
+                continue
+            records += [
+                {"tuple_id": tid, "axis": wl.axis, "cls": c, "text": v, "source": source}
+                for c, v in enumerate(variants)
+            ]
+            tid += 1
+    return pd.DataFrame(records, columns=["tuple_id", "axis", "cls", "text", "source"])
+
+
+@torch.no_grad()
+def final_states(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], batch_size: int = 32
+) -> np.ndarray:
+    """LM-head input at the last token of each text: float32 array [len(texts), hidden]."""
+    model.eval()
+    head = model.get_output_embeddings()
+    captured: list[torch.Tensor] = []
+    handle = head.register_forward_pre_hook(lambda _m, args: captured.append(args[0].detach()))
+    out = []
+    try:
+        for i in tqdm(range(0, len(texts), batch_size), desc="hidden states", leave=False):
+            enc = tokenizer(list(texts[i : i + batch_size]), return_tensors="pt", padding=True,
+                            padding_side="right", return_token_type_ids=False)
+            enc = {k: v.to(model.device) for k, v in enc.items()}
+            captured.clear()
+            model(**enc)
+            last = enc["attention_mask"].sum(1) - 1
+            states = captured[0]
+            out.append(states[torch.arange(states.shape[0], device=states.device), last].float().cpu())
+    finally:
+        handle.remove()
+    return torch.cat(out).numpy() if out else np.zeros((0, model.config.hidden_size), dtype=np.float32)
+
+
+def held_out_split(tuple_ids: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Boolean mask of rows whose whole counterfactual tuple is held out (no tuple is split)."""
+    unique = np.unique(tuple_ids)
+    rng = np.random.default_rng(seed)
+    n_dev = int(round(fraction * len(unique)))
+    dev = rng.choice(unique, size=n_dev, replace=False) if n_dev else np.array([], dtype=unique.dtype)
+    return np.isin(tuple_ids, dev)
+
+
+def attach_projection(model: PreTrainedModel, projection: torch.Tensor):
+    """Multiply the LM-head input by ``projection`` [H, H] on every forward; returns the hook handle."""
+    head = model.get_output_embeddings()
+    hidden = head.weight.shape[1]
+    if tuple(projection.shape) != (hidden, hidden):
+        raise ValueError(f"projection has shape {tuple(projection.shape)}, the model's hidden size is {hidden}; "
+                         "re-fit it on this model")
+    weight = head.weight
+    matrix = projection.to(device=weight.device, dtype=weight.dtype)
+
+    def hook(_module, args):
+        return (args[0] @ matrix,) + tuple(args[1:])
+
+    return head.register_forward_pre_hook(hook)
+
+
+def save_projection(path: str | Path, projection: np.ndarray, method: str) -> None:
+    """Write the [H, H] projection as safetensors (tensor ``projection``), atomically."""
+    tensor = torch.from_numpy(np.ascontiguousarray(projection, dtype=np.float32))
+    write_atomic(path, lambda tmp: save_file({"projection": tensor}, str(tmp), metadata={"method": method}))
+
+
+def load_projection(path: str | Path) -> torch.Tensor:
+    """Read a projection written by ``save_projection``; one clear error if it is missing or wrong."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: projection not found; create it with its fit stage "
+                                "(`dvc repro fit-inlp` or `dvc repro fit-sentence-debias`)")
+    tensors = load_file(str(path))
+    if "projection" not in tensors or tensors["projection"].ndim != 2:
+        raise ValueError(f"{path}: expected one 2-D tensor named 'projection'; re-run its fit stage")
+    return tensors["projection"]
+
+
+def probe_accuracy(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
+                   seed: int) -> float:
+    """Held-out accuracy of a fresh logistic-regression probe (how much attribute is linearly left)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from threadpoolctl import threadpool_limits
+
+    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, random_state=seed))
+    with threadpool_limits(limits=1):
+        probe.fit(x_train, y_train)
+        return float(probe.score(x_test, y_test))

@@ -1,0 +1,101 @@
+"""SentenceDebias (Liang et al. 2020): project a PCA bias subspace out of the hidden states.
+
+For every counterfactual tuple of contexts (same text, attribute word of each class), centre the
+tuple's final hidden states on their mean; PCA over all centred vectors of an axis gives the
+bias subspace V (top ``n_components`` directions). At generation the LM-head input h becomes
+h - V^T V h, i.e. it is multiplied by P = I - V^T V (``projection.attach_projection``), on `sft`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.linalg
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from aligntax.baselines.attributes import AXES, load_word_lists
+from aligntax.baselines.projection import counterfactual_contexts, final_states, held_out_split, probe_accuracy
+from aligntax.config import check
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SentenceDebiasConfig:
+    axes: list[str] = field(default_factory=lambda: list(AXES))
+    """Attribute axes whose subspaces are removed (gender, race, religion)."""
+    n_components: int = 1
+    """Principal directions per axis that form the bias subspace (Liang et al.: k = 1 for gender)."""
+    max_corpus_contexts: int = 100
+    """Sentence prefixes taken from the training posts per axis, besides the template contexts."""
+    held_out_fraction: float = 0.2
+    """Share of counterfactual tuples held out to measure the probe before and after."""
+    batch_size: int = 32
+    """Contexts per forward pass when reading hidden states."""
+
+    def __post_init__(self) -> None:
+        check(len(self.axes) > 0 and set(self.axes) <= set(AXES), "sentence_debias.axes",
+              f"a non-empty subset of {list(AXES)}")
+        check(self.n_components >= 1, "sentence_debias.n_components", "an integer >= 1")
+        check(self.max_corpus_contexts >= 0, "sentence_debias.max_corpus_contexts", "an integer >= 0")
+        check(0 < self.held_out_fraction < 1, "sentence_debias.held_out_fraction", "a number in (0, 1)")
+        check(self.batch_size >= 1, "sentence_debias.batch_size", "an integer >= 1")
+
+
+def bias_subspace(states: np.ndarray, tuple_ids: np.ndarray, n_components: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top principal directions [k, H] of tuple-centred states, and the share of variance each explains."""
+    centred = np.empty_like(states, dtype=np.float64)
+    for tid in np.unique(tuple_ids):
+        rows = tuple_ids == tid
+        centred[rows] = states[rows] - states[rows].mean(0)
+    _, singular, vt = np.linalg.svd(centred, full_matrices=False)
+    k = min(n_components, vt.shape[0])
+    variance = singular**2
+    return vt[:k], variance[:k] / variance.sum()
+
+
+def subspace_projection(directions: np.ndarray) -> np.ndarray:
+    """P = I - B B^T with B an orthonormal basis of the rows of ``directions`` [r, H]."""
+    basis = scipy.linalg.orth(directions.T)
+    return np.eye(directions.shape[1]) - basis @ basis.T
+
+
+def fit_sentence_debias(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], cfg: SentenceDebiasConfig,
+    seed: int,
+) -> tuple[np.ndarray, dict]:
+    """Fit the SentenceDebias projection on ``model``'s hidden states; returns (P [H, H] float32, metrics)."""
+    lists = load_word_lists(cfg.axes)
+    contexts = counterfactual_contexts(texts, lists, cfg.max_corpus_contexts, seed)
+    states = final_states(model, tokenizer, contexts["text"].tolist(), cfg.batch_size)
+    dim = states.shape[1]
+    tuple_ids = contexts["tuple_id"].to_numpy()
+    dev_all = held_out_split(tuple_ids, cfg.held_out_fraction, seed)
+    directions, metrics = [], {"contexts": len(contexts), "hidden_size": dim, "axes": {}}
+    for wl in lists:
+        rows = (contexts["axis"] == wl.axis).to_numpy()
+        fit_rows = rows & ~dev_all
+        v, explained = bias_subspace(states[fit_rows], tuple_ids[fit_rows], cfg.n_components)
+        directions.append(v)
+        metrics["axes"][wl.axis] = {
+            "tuples": int(len(np.unique(tuple_ids[rows]))),
+            "corpus_tuples": int(contexts[rows & (contexts["source"] == "corpus").to_numpy()]["tuple_id"].nunique()),
+            "explained_variance": [float(e) for e in explained],
+        }
+    projection = subspace_projection(np.vstack(directions))
+    for wl in lists:
+        rows = (contexts["axis"] == wl.axis).to_numpy()
+        x, y, dev = states[rows], contexts["cls"].to_numpy()[rows], dev_all[rows]
+        axis = metrics["axes"][wl.axis]
+        axis["held_out_probe_accuracy_before"] = probe_accuracy(x[~dev], y[~dev], x[dev], y[dev], seed)
+        axis["held_out_probe_accuracy_after"] = probe_accuracy(
+            x[~dev] @ projection, y[~dev], x[dev] @ projection, y[dev], seed
+        )
+        axis["chance_accuracy"] = float(np.bincount(y[dev]).max() / max(len(y[dev]), 1))
+        log.info("sentence_debias %s: held-out probe %.3f -> %.3f", wl.axis,
+                 axis["held_out_probe_accuracy_before"], axis["held_out_probe_accuracy_after"])
+    metrics["rank_removed"] = int(round(dim - np.trace(projection)))
+    return projection.astype(np.float32), metrics

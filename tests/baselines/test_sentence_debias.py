@@ -1,0 +1,46 @@
+"""SentenceDebias: PCA of counterfactual differences finds the bias direction and removes it."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from aligntax.baselines.projection import load_projection, save_projection
+from aligntax.baselines.sentence_debias import (
+    SentenceDebiasConfig,
+    bias_subspace,
+    fit_sentence_debias,
+    subspace_projection,
+)
+
+
+def test_bias_subspace_recovers_the_counterfactual_direction():
+    rng = np.random.default_rng(0)
+    direction = rng.normal(size=24)
+    direction /= np.linalg.norm(direction)
+    base = rng.normal(size=(200, 24)) * 3.0  # large variation between tuples, none of it bias
+    pairs = np.concatenate([base + 2.0 * direction + 0.05 * rng.normal(size=base.shape),
+                            base - 2.0 * direction + 0.05 * rng.normal(size=base.shape)])
+    tuple_ids = np.concatenate([np.arange(200), np.arange(200)])
+    v, explained = bias_subspace(pairs, tuple_ids, n_components=1)
+    assert abs(float(v[0] @ direction)) > 0.99
+    assert explained[0] > 0.9
+    projection = subspace_projection(v)
+    assert np.abs((pairs @ projection) @ direction).max() < 0.3
+    # the between-tuple variation is kept
+    assert np.linalg.norm(base @ projection) > 0.9 * np.linalg.norm(base)
+
+
+def test_fit_sentence_debias_tiny_model_round_trip(tiny_llama_dir, tmp_path):
+    tok = AutoTokenizer.from_pretrained(tiny_llama_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir).eval()
+    texts = ["my mom called my dad and he laughed.", "we drove to asia with my girlfriend."]
+    cfg = SentenceDebiasConfig(n_components=2, max_corpus_contexts=10, batch_size=64)
+    projection, metrics = fit_sentence_debias(model, tok, texts, cfg, seed=0)
+    assert metrics["rank_removed"] == 6  # 3 axes x 2 components
+    assert set(metrics["axes"]) == {"gender", "race", "religion"}
+    assert np.allclose(projection @ projection, projection, atol=1e-5)
+    path = tmp_path / "projection.safetensors"
+    save_projection(path, projection, "sentence_debias")
+    assert torch.equal(load_projection(path), torch.from_numpy(projection))
