@@ -1,0 +1,98 @@
+"""DPO (Rafailov et al. 2023) with trl's DPOTrainer: chosen = reference, rejected = a negative.
+
+The rejected summaries are the toxic and unfaithful negatives of the groups artifact. Like every
+trained baseline it starts from `base` with the `sft` budget, so by default the loss adds trl's
+"sft" term (NLL of the chosen summary, as in RPO) to the sigmoid DPO loss: without it a model
+that never saw a TL;DR would only learn to rank, not to summarise. The reference model is an
+explicit frozen copy of the starting model (trl cannot reload a model from a bare config).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from aligntax.baselines.negatives import NEGATIVE_KINDS
+from aligntax.config import check
+from aligntax.models import build_prompt
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DpoConfig:
+    beta: float = 0.1
+    """KL strength of DPO (trl default 0.1)."""
+    sft_weight: float = 1.0
+    """Weight of the NLL of the chosen summary added to the DPO loss (0 = plain DPO)."""
+    negative_kinds: list[str] = field(default_factory=lambda: list(NEGATIVE_KINDS))
+    """Kinds of negatives of the groups artifact used as rejected summaries."""
+    max_pairs_per_post: int = 1
+    """(chosen, rejected) pairs per post, a seeded sample of its negatives."""
+
+    def __post_init__(self) -> None:
+        check(self.beta > 0, "dpo.beta", "a number > 0")
+        check(self.sft_weight >= 0, "dpo.sft_weight", "a number >= 0")
+        check(len(self.negative_kinds) > 0 and set(self.negative_kinds) <= set(NEGATIVE_KINDS),
+              "dpo.negative_kinds", f"a non-empty subset of {list(NEGATIVE_KINDS)}")
+        check(self.max_pairs_per_post >= 1, "dpo.max_pairs_per_post", "an integer >= 1")
+
+
+def preference_rows(pairs: pd.DataFrame, template: str) -> pd.DataFrame:
+    """trl's preference format from ``negatives_by_post`` rows: prompt, chosen, rejected.
+
+    Completions start with the space that separates prompt and summary everywhere in aligntax;
+    trl appends eos, so prompt + chosen is exactly the SFT training sequence.
+    """
+    return pd.DataFrame({
+        "prompt": [build_prompt(template, p) for p in pairs["post"]],
+        "chosen": [" " + s.strip() for s in pairs["reference"]],
+        "rejected": [" " + s.strip() for s in pairs["negative"]],
+    })
+
+
+def dpo_trainer(
+    model: PreTrainedModel,
+    ref_model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    rows: pd.DataFrame,
+    cfg: DpoConfig,
+    *,
+    out_dir: str | Path,
+    seed: int,
+    lr: float,
+    epochs: float,
+    batch_size: int,
+    grad_accum: int,
+    warmup_ratio: float = 0.0,
+    max_grad_norm: float = 1.0,
+    max_length: int = 1024,
+    logging_steps: int = 1,
+):
+    """A ready DPOTrainer on ``rows`` (prompt, chosen, rejected); ``ref_model`` is frozen by trl."""
+    from datasets import Dataset
+    from trl import DPOConfig, DPOTrainer
+
+    if rows.empty:
+        raise ValueError("dpo: no (chosen, rejected) pairs; the groups artifact has no negatives of dpo.negative_kinds")
+    loss_type, weights = (["sigmoid", "sft"], [1.0, cfg.sft_weight]) if cfg.sft_weight > 0 else (["sigmoid"], [1.0])
+    args = DPOConfig(
+        output_dir=str(out_dir), beta=cfg.beta, loss_type=loss_type, loss_weights=weights,
+        learning_rate=lr, num_train_epochs=epochs, per_device_train_batch_size=batch_size,
+        gradient_accumulation_steps=grad_accum, lr_scheduler_type="linear", warmup_ratio=warmup_ratio,
+        max_grad_norm=max_grad_norm, max_length=max_length, truncation_mode="keep_start",
+        logging_steps=logging_steps, save_strategy="no", report_to=[], seed=seed, data_seed=seed,
+        dataloader_num_workers=0, dataloader_pin_memory=False, use_cpu=not _has_accelerator(),
+    )
+    dataset = Dataset.from_pandas(rows[["prompt", "chosen", "rejected"]].reset_index(drop=True))
+    return DPOTrainer(model=model, ref_model=ref_model, args=args, train_dataset=dataset, processing_class=tokenizer)
+
+
+def _has_accelerator() -> bool:
+    import torch
+
+    return torch.cuda.is_available()

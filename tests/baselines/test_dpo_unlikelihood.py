@@ -1,0 +1,126 @@
+"""DPO and unlikelihood: pairs built from the groups artifact; one real step changes the parameters."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from aligntax.baselines.dpo import DpoConfig, dpo_trainer, preference_rows
+from aligntax.baselines.negatives import negatives_by_post
+from aligntax.baselines.unlikelihood import (
+    UlExample,
+    collate_ul,
+    penalised_tokens,
+    ul_objective,
+    unlikelihood_loss,
+)
+from aligntax.config import ConfigError
+
+TEMPLATE = "post: {post} tl;dr:"
+
+
+def _frames() -> tuple[pd.DataFrame, pd.DataFrame]:
+    raw = pd.DataFrame({"id": ["p1", "p2", "p3"],
+                        "post": ["my cat knocked over a glass of water.", "we drove to new york.", "i fell."],
+                        "summary": ["cat spilled water", "drove to new york", "fell"]})
+    groups = pd.DataFrame({
+        "post_id": ["p1", "p1", "p1", "p1", "p2", "p2", "p3"],
+        "role": ["positive", "negative", "negative", "negative", "positive", "negative", "positive"],
+        "kind": ["reference", "toxic_lm", "swap_ent", "sys_lowcon", "reference", "swap_ent", "reference"],
+        "text": ["cat spilled water", "stupid cat spilled damn water", "dog spilled water", "cat spilled water",
+                 "drove to new york", "drove to boston", "fell"],
+    })
+    return raw, groups
+
+
+def test_negatives_by_post_pairs_reference_with_negatives():
+    raw, groups = _frames()
+    pairs, stats = negatives_by_post(raw, groups, ["toxic_lm", "swap_ent", "sys_lowcon"], max_per_post=5, seed=0)
+    assert pairs[["post_id", "negative"]].values.tolist() == [
+        ["p1", "stupid cat spilled damn water"], ["p1", "dog spilled water"], ["p2", "drove to boston"]]
+    assert stats["dropped_same_as_reference"] == 1 and stats["posts_without_negatives"] == 1
+    assert stats["pairs_by_kind"] == {"swap_ent": 2, "toxic_lm": 1}
+    one, stats = negatives_by_post(raw, groups, ["swap_ent"], max_per_post=1, seed=0)
+    assert one["negative"].tolist() == ["dog spilled water", "drove to boston"]
+    rows = preference_rows(pairs, TEMPLATE)
+    assert rows.iloc[0].to_dict() == {"prompt": "post: my cat knocked over a glass of water. tl;dr:",
+                                      "chosen": " cat spilled water", "rejected": " stupid cat spilled damn water"}
+
+
+def test_unlikelihood_loss_is_minus_log_one_minus_p():
+    logits = torch.tensor([[2.0, 0.0, -1.0], [0.5, 0.5, 0.5]])
+    targets = torch.tensor([0, 2])
+    p = logits.softmax(-1)[[0, 1], targets]
+    assert torch.allclose(unlikelihood_loss(logits, targets), -torch.log1p(-p).mean(), atol=1e-6)
+    huge = torch.tensor([[60.0, 0.0]])  # p ~ 1: finite, large
+    assert math.isfinite(unlikelihood_loss(huge, torch.tensor([0])).item())
+    assert penalised_tokens([5, 6, 7, 2], [5, 9, 2], eos_id=2, novel_only=True) == [False, True, True, False]
+    assert penalised_tokens([5, 6, 7, 2], [5, 9, 2], eos_id=2, novel_only=False) == [True, True, True, False]
+
+
+def _snapshot(model):
+    return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def _changed(model, before) -> int:
+    return sum(not torch.equal(p.detach(), before[n]) for n, p in model.named_parameters() if n in before)
+
+
+def test_unlikelihood_step_changes_parameters_and_lowers_negative_probability(tiny_llama_dir):
+    tok = AutoTokenizer.from_pretrained(tiny_llama_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir)
+    prompt = tok("post: my cat knocked over a glass of water. tl;dr:")["input_ids"]
+    ref = tok(" cat spilled water")["input_ids"] + [tok.eos_token_id]
+    neg = tok(" stupid cat spilled damn water")["input_ids"] + [tok.eos_token_id]
+    ex = UlExample(prompt, ref, [neg], [penalised_tokens(neg, ref, tok.eos_token_id, True)])
+    batch = collate_ul([ex, ex], tok.pad_token_id)
+    assert len(batch["ce_labels"]) == 2 * len(ref)
+    assert 0 < len(batch["ul_labels"]) < 2 * len(neg)
+    assert batch["input_ids"].view(-1)[batch["ce_index"] + 1].tolist() == batch["ce_labels"].tolist()
+
+    def neg_prob():
+        with torch.no_grad():
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        flat = logits.reshape(-1, logits.shape[-1]).softmax(-1)
+        return flat[batch["ul_index"], batch["ul_labels"]].mean().item()
+
+    before, p_before = _snapshot(model), neg_prob()
+    optim = torch.optim.SGD(model.parameters(), lr=0.5)
+    for _ in range(3):
+        out = ul_objective(model, batch, alpha=1.0)
+        assert math.isfinite(out["loss"].item()) and out["ul"] > 0
+        optim.zero_grad()
+        out["loss"].backward()
+        optim.step()
+    assert _changed(model, before) == len(before)
+    assert neg_prob() < p_before
+
+
+@pytest.mark.slow
+def test_dpo_step_changes_parameters_with_finite_loss(tiny_llama_dir, tmp_path):
+    tok = AutoTokenizer.from_pretrained(tiny_llama_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir)
+    ref_model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir)
+    raw, groups = _frames()
+    pairs, _ = negatives_by_post(raw, groups, list(DpoConfig().negative_kinds), max_per_post=2, seed=0)
+    rows = preference_rows(pairs, TEMPLATE)
+    trainer = dpo_trainer(model, ref_model, tok, rows, DpoConfig(), out_dir=tmp_path, seed=0, lr=1e-2, epochs=1,
+                          batch_size=2, grad_accum=1, max_length=128)
+    before = _snapshot(model)
+    ref_before = {n: p.detach().clone() for n, p in ref_model.named_parameters()}
+    result = trainer.train()
+    assert result.global_step == 2
+    assert math.isfinite(result.training_loss) and result.training_loss > 0
+    assert _changed(model, before) == len(before)
+    assert all(torch.equal(p, ref_before[n]) for n, p in ref_model.named_parameters())
+
+
+def test_configs_reject_bad_values():
+    with pytest.raises(ConfigError, match="dpo.negative_kinds"):
+        DpoConfig(negative_kinds=["paraphrase"])
+    with pytest.raises(ConfigError, match="dpo.beta"):
+        DpoConfig(beta=0)
