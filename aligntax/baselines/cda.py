@@ -3,7 +3,9 @@
 Every training example that mentions a gender, race or religion attribute word gets a
 counterfactual twin with the words swapped two-sidedly (he <-> she, jewish -> christian ->
 muslim -> jewish), in the post and the summary alike; the model is then fine-tuned on the
-originals plus the twins with the same trainer and budget as `sft`.
+originals plus the twins with the same trainer and budget as `sft`. Each twin follows its
+original, so the first ``train.n_posts`` rows (what ``run_sft`` trains on) hold both sides and
+CDA costs exactly the optimizer steps of `sft`.
 """
 
 from __future__ import annotations
@@ -32,28 +34,29 @@ def augment(examples: pd.DataFrame, cfg: CdaConfig) -> tuple[pd.DataFrame, dict]
     """Originals plus one counterfactual per example that contains an attribute word.
 
     ``examples`` needs columns post and summary; the result keeps all columns and adds
-    ``counterfactual`` (bool). Returns (augmented frame, row accounting).
+    ``counterfactual`` (bool); each twin comes right after its original. Returns (augmented
+    frame, row accounting).
     """
     for col in ("post", "summary"):
         if col not in examples.columns:
             raise ValueError(f"cda: examples need a '{col}' column (got {', '.join(map(str, examples.columns))})")
     lists = load_word_lists(cfg.axes)
-    twins, swaps = [], 0
-    for row in examples.itertuples(index=False):
-        row = row._asdict()
+    rows, swaps, twins = [], 0, 0
+    for values in examples.itertuples(index=False):
+        row = dict(zip(examples.columns, values, strict=True))
+        rows.append({**row, "counterfactual": False})
         summary, n_sum = swap(row["summary"], lists)
         post, n_post = swap(row["post"], lists) if cfg.swap_post else (row["post"], 0)
         if n_sum + n_post == 0:
             continue
         swaps += n_sum + n_post
-        twins.append({**row, "post": post, "summary": summary})
-    originals = examples.assign(counterfactual=False)
-    out = pd.concat([originals, pd.DataFrame(twins, columns=examples.columns).assign(counterfactual=True)],
-                    ignore_index=True)
+        twins += 1
+        rows.append({**row, "post": post, "summary": summary, "counterfactual": True})
+    out = pd.DataFrame(rows, columns=[*examples.columns, "counterfactual"])
     stats = {
         "rows_read": len(examples),
-        "rows_with_attribute_words": len(twins),
-        "rows_without_attribute_words": len(examples) - len(twins),
+        "rows_with_attribute_words": twins,
+        "rows_without_attribute_words": len(examples) - twins,
         "words_swapped": swaps,
         "rows_out": len(out),
     }

@@ -67,7 +67,7 @@ def test_augment_doubles_data_with_correctly_swapped_words():
     )
     out, stats = augment(examples, CdaConfig())
     assert len(out) == 2 * len(examples)
-    assert out["counterfactual"].tolist() == [False] * 3 + [True] * 3
+    assert out["counterfactual"].tolist() == [False, True] * 3  # each twin right after its original
     twins = out[out["counterfactual"]].reset_index(drop=True)
     assert twins["id"].tolist() == ["a", "b", "c"]
     assert twins["post"].tolist() == ["my girlfriend forgot my birthday", "he went to mosque with his mom", "she fell."]
@@ -80,6 +80,7 @@ def test_augment_skips_rows_without_attribute_words_and_can_keep_posts():
     examples = pd.DataFrame({"post": ["my cat ate it", "my mom ate it"], "summary": ["cat", "mom"]})
     out, stats = augment(examples, CdaConfig(axes=["gender"], swap_post=False))
     assert len(out) == 3 and stats["rows_without_attribute_words"] == 1
+    assert out["counterfactual"].tolist() == [False, False, True]
     assert out.iloc[2].to_dict() == {"post": "my mom ate it", "summary": "dad", "counterfactual": True}
     with pytest.raises(ValueError, match="'summary' column"):
         augment(examples[["post"]], CdaConfig())

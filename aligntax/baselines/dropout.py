@@ -1,0 +1,63 @@
+"""Dropout debiasing (Webster et al. 2020): SFT with increased attention and hidden dropout.
+
+Webster et al. raise BERT's attention dropout to 0.15 and hidden dropout to 0.20 during further
+training; here the same SFT run as `sft` trains with those rates. GPT-2-style configs have both
+knobs (``attn_pdrop``, ``resid_pdrop``); Llama-style configs only have ``attention_dropout``, so
+hidden dropout is added as forward hooks on every block's attention and MLP outputs (before the
+residual add, where GPT-2 and BERT apply it). Hooks act only in training mode and are not saved.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from transformers import PretrainedConfig, PreTrainedModel
+
+from aligntax.config import check
+
+ATTENTION_KEYS = ("attention_dropout", "attn_pdrop", "attention_probs_dropout_prob")
+HIDDEN_KEYS = ("resid_pdrop", "hidden_dropout_prob", "hidden_dropout")
+
+
+@dataclass
+class DropoutConfig:
+    attention: float = 0.15
+    """Dropout on attention probabilities (Webster et al.: 0.15)."""
+    hidden: float = 0.20
+    """Dropout on each block's attention and MLP outputs (Webster et al.: 0.20)."""
+
+    def __post_init__(self) -> None:
+        check(0 <= self.attention < 1, "dropout.attention", "a number in [0, 1)")
+        check(0 <= self.hidden < 1, "dropout.hidden", "a number in [0, 1)")
+
+
+def dropout_overrides(config: PretrainedConfig, cfg: DropoutConfig) -> tuple[dict[str, float], bool]:
+    """Config attributes to set at load, and whether hidden dropout still needs hooks."""
+    keys = config.to_dict()
+    overrides = {k: cfg.attention for k in ATTENTION_KEYS if k in keys}
+    hidden = [k for k in HIDDEN_KEYS if k in keys]
+    overrides |= {k: cfg.hidden for k in hidden}
+    if not overrides and cfg.attention > 0:
+        raise ValueError(f"dropout: {config.model_type} config has no attention-dropout setting "
+                         f"(looked for {', '.join(ATTENTION_KEYS)})")
+    return overrides, not hidden and cfg.hidden > 0
+
+
+def add_hidden_dropout(model: PreTrainedModel, p: float) -> list[torch.utils.hooks.RemovableHandle]:
+    """Dropout on the output of every block's ``self_attn`` and ``mlp`` (Llama, Mistral, Qwen ...)."""
+    decoder = getattr(model, model.base_model_prefix)
+    layers = next((m for m in decoder.children() if isinstance(m, torch.nn.ModuleList)), None)
+    if layers is None or not all(hasattr(b, "self_attn") and hasattr(b, "mlp") for b in layers):
+        raise ValueError(f"dropout: cannot find self_attn/mlp blocks in {type(model).__name__} "
+                         "to add hidden dropout; set dropout.hidden: 0")
+
+    def hook(module, _args, output):
+        if not module.training:
+            return output
+        if isinstance(output, tuple):
+            return (F.dropout(output[0], p, training=True),) + output[1:]
+        return F.dropout(output, p, training=True)
+
+    return [sub.register_forward_hook(hook) for block in layers for sub in (block.self_attn, block.mlp)]
