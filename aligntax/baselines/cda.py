@@ -11,11 +11,15 @@ CDA costs exactly the optimizer steps of `sft`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pandas as pd
 
 from aligntax.baselines.attributes import AXES, load_word_lists, swap
 from aligntax.config import check
+from aligntax.models import ModelConfig
+from aligntax.train.sft import run_sft
+from aligntax.train.trainer import TrainConfig
 
 
 @dataclass
@@ -61,3 +65,18 @@ def augment(examples: pd.DataFrame, cfg: CdaConfig) -> tuple[pd.DataFrame, dict]
         "rows_out": len(out),
     }
     return out, stats
+
+
+def run_cda(
+    base_dir: str | Path, raw: pd.DataFrame, cfg: CdaConfig, train_cfg: TrainConfig, model_cfg: ModelConfig,
+    out_dir: str | Path, seed: int,
+) -> dict:
+    """Augment the training posts, then ``run_sft`` on the first ``train.n_posts`` rows (same steps as `sft`)."""
+    examples = raw[["post", "summary"]]
+    if train_cfg.n_posts:
+        examples = examples.iloc[: train_cfg.n_posts]
+    augmented, stats = augment(examples, cfg)
+    trained = augmented.iloc[: train_cfg.n_posts] if train_cfg.n_posts else augmented
+    stats |= {"rows_trained": len(trained), "counterfactual_rows_trained": int(trained["counterfactual"].sum())}
+    metrics = run_sft(base_dir, augmented[["post", "summary"]], train_cfg, model_cfg, out_dir, seed)
+    return {"cda": stats, **metrics}

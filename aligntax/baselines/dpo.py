@@ -10,15 +10,19 @@ explicit frozen copy of the starting model (trl cannot reload a model from a bar
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from aligntax.baselines.negatives import NEGATIVE_KINDS
+from aligntax.baselines.negatives import NEGATIVE_KINDS, negatives_by_post
 from aligntax.config import check
-from aligntax.models import build_prompt
+from aligntax.models import ModelConfig, build_prompt, load_model, load_tokenizer
+from aligntax.train.packing import prompt_ids
+from aligntax.train.trainer import TrainConfig, save_model, select_trainable
 
 log = logging.getLogger(__name__)
 
@@ -42,14 +46,16 @@ class DpoConfig:
         check(self.max_pairs_per_post >= 1, "dpo.max_pairs_per_post", "an integer >= 1")
 
 
-def preference_rows(pairs: pd.DataFrame, template: str) -> pd.DataFrame:
+def preference_rows(pairs: pd.DataFrame, template: str, prompt_fn=None) -> pd.DataFrame:
     """trl's preference format from ``negatives_by_post`` rows: prompt, chosen, rejected.
 
     Completions start with the space that separates prompt and summary everywhere in aligntax;
-    trl appends eos, so prompt + chosen is exactly the SFT training sequence.
+    trl appends eos, so prompt + chosen is exactly the SFT training sequence. ``prompt_fn``
+    (post -> prompt) replaces ``build_prompt`` e.g. to cut long posts to the prompt budget.
     """
+    prompt_fn = prompt_fn or (lambda post: build_prompt(template, post))
     return pd.DataFrame({
-        "prompt": [build_prompt(template, p) for p in pairs["post"]],
+        "prompt": [prompt_fn(p) for p in pairs["post"]],
         "chosen": [" " + s.strip() for s in pairs["reference"]],
         "rejected": [" " + s.strip() for s in pairs["negative"]],
     })
@@ -93,6 +99,43 @@ def dpo_trainer(
 
 
 def _has_accelerator() -> bool:
-    import torch
-
     return torch.cuda.is_available()
+
+
+def run_dpo(
+    base_dir: str | Path, raw: pd.DataFrame, groups: pd.DataFrame, cfg: DpoConfig, train_cfg: TrainConfig,
+    model_cfg: ModelConfig, out_dir: str | Path, seed: int,
+) -> dict:
+    """DPO from ``base_dir`` on the first ``train_cfg.n_posts`` posts' pairs with the `sft` settings; metrics."""
+    if train_cfg.n_posts:
+        raw = raw.iloc[: train_cfg.n_posts]
+    pairs, counts = negatives_by_post(raw, groups, cfg.negative_kinds, cfg.max_pairs_per_post, seed)
+    tok = load_tokenizer(base_dir)
+
+    def prompt_fn(post: str) -> str:
+        ids, cut = prompt_ids(tok, model_cfg.prompt_template, post, train_cfg.max_prompt_tokens)
+        return tok.decode(ids, skip_special_tokens=True) if cut else build_prompt(model_cfg.prompt_template, post)
+
+    rows = preference_rows(pairs, model_cfg.prompt_template, prompt_fn)
+    torch.manual_seed(seed)
+    model = select_trainable(load_model(base_dir, dtype="float32"), train_cfg)
+    ref_model = load_model(base_dir, dtype="float32")
+    trainer = dpo_trainer(
+        model, ref_model, tok, rows, cfg, out_dir=Path(out_dir).with_name(f".{Path(out_dir).name}.checkpoints"),
+        seed=seed, lr=train_cfg.lr, epochs=train_cfg.epochs, batch_size=train_cfg.batch_size,
+        grad_accum=train_cfg.grad_accum, warmup_ratio=train_cfg.warmup_ratio, max_grad_norm=train_cfg.max_grad_norm,
+        max_length=train_cfg.max_prompt_tokens + train_cfg.max_summary_tokens + 1,
+        logging_steps=train_cfg.logging_steps,
+    )
+    start = time.time()
+    result = trainer.train()
+    seconds = time.time() - start
+    save_model(trainer.model, tok, out_dir)
+    logs = [h for h in trainer.state.log_history if "loss" in h]
+    keys = ("loss", "rewards/margins", "rewards/accuracies")
+    return {
+        "rows": counts, "steps": result.global_step, "train_loss": result.training_loss,
+        "seconds": round(seconds, 1),
+        "first": {k: logs[0][k] for k in keys if logs and k in logs[0]},
+        "last": {k: logs[-1][k] for k in keys if logs and k in logs[-1]},
+    }

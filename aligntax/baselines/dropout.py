@@ -9,13 +9,21 @@ residual add, where GPT-2 and BERT apply it). Hooks act only in training mode an
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+from pathlib import Path
 
+import pandas as pd
 import torch
 import torch.nn.functional as F
-from transformers import PretrainedConfig, PreTrainedModel
+from transformers import AutoConfig, PretrainedConfig, PreTrainedModel
 
 from aligntax.config import check
+from aligntax.models import ModelConfig, load_model, load_tokenizer
+from aligntax.train.sft import encode_sft
+from aligntax.train.trainer import TrainConfig, train
+
+log = logging.getLogger(__name__)
 
 ATTENTION_KEYS = ("attention_dropout", "attn_pdrop", "attention_probs_dropout_prob")
 HIDDEN_KEYS = ("resid_pdrop", "hidden_dropout_prob", "hidden_dropout")
@@ -61,3 +69,21 @@ def add_hidden_dropout(model: PreTrainedModel, p: float) -> list[torch.utils.hoo
         return F.dropout(output, p, training=True)
 
     return [sub.register_forward_hook(hook) for block in layers for sub in (block.self_attn, block.mlp)]
+
+
+def run_dropout(
+    base_dir: str | Path, raw: pd.DataFrame, cfg: DropoutConfig, train_cfg: TrainConfig, model_cfg: ModelConfig,
+    out_dir: str | Path, seed: int,
+) -> dict:
+    """`sft` (same data, trainer and budget) with the raised dropout; saves to ``out_dir``; metrics."""
+    examples = raw[["post", "summary"]]
+    if train_cfg.n_posts:
+        examples = examples.iloc[: train_cfg.n_posts]
+    tok = load_tokenizer(base_dir)
+    encoded, counts = encode_sft(tok, examples, train_cfg, model_cfg)
+    overrides, hooks = dropout_overrides(AutoConfig.from_pretrained(base_dir), cfg)
+    model = load_model(base_dir, dtype="float32", **overrides)
+    handles = add_hidden_dropout(model, cfg.hidden) if hooks else []
+    log.info("dropout: config %s, hidden-dropout hooks on %d modules", overrides, len(handles))
+    metrics = train(model, tok, encoded, train_cfg, seed, out_dir)
+    return {"rows": counts, "config_overrides": overrides, "hidden_dropout_hooks": len(handles), **metrics}
