@@ -107,6 +107,11 @@ def held_out_split(tuple_ids: np.ndarray, fraction: float, seed: int) -> np.ndar
     return np.isin(tuple_ids, dev)
 
 
+def projection_path(method: str) -> Path:
+    """Where the fit stage of ``method`` (inlp, sentence_debias) writes and evaluate reads its projection."""
+    return Path("models") / method / "projection.safetensors"
+
+
 def attach_projection(model: PreTrainedModel, projection: torch.Tensor):
     """Multiply the LM-head input by ``projection`` [H, H] on every forward; returns the hook handle."""
     head = model.get_output_embeddings()
