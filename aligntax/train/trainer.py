@@ -211,7 +211,7 @@ def train(
         max_grad_norm=cfg.max_grad_norm, logging_steps=cfg.logging_steps,
         save_strategy="steps" if cfg.save_steps else "no", save_steps=cfg.save_steps or 500,
         save_safetensors=True, seed=seed, data_seed=seed, remove_unused_columns=False, report_to=[],
-        dataloader_num_workers=0, disable_tqdm=False, logging_first_step=False,
+        dataloader_num_workers=0, dataloader_pin_memory=False, disable_tqdm=False, logging_first_step=False,
     )
     trainer = AlignTrainer(
         model=model, args=args, train_dataset=_Examples(examples), loss_cfg=loss_cfg,
@@ -234,9 +234,10 @@ def train(
         "ce_first": hist[0]["ce"] if hist else math.nan,
         "ce_last": hist[-1]["ce"] if hist else math.nan,
     }
-    if loss_cfg is not None and hist and "l_cl" in hist[0]:
-        metrics |= {"l_cl_first": hist[0]["l_cl"], "l_cl_last": hist[-1]["l_cl"],
-                    "w_mean": sum(h.get("w", 0.0) for h in hist) / len(hist)}
+    cl = [h for h in hist if "l_cl" in h]
+    if loss_cfg is not None and cl:
+        metrics |= {"l_cl_first": cl[0]["l_cl"], "l_cl_last": cl[-1]["l_cl"],
+                    "w_mean": sum(h["w"] for h in cl) / len(cl)}
     return metrics
 
 

@@ -42,7 +42,7 @@ def _hand_info_nce(reps, positive, tau):
 @pytest.mark.parametrize("tau", [1.0, 0.1])
 def test_info_nce_two_positives_two_negatives(tau):
     angles = [0.0, 0.3, 2.0, 3.0]
-    reps = torch.tensor([[math.cos(a), math.sin(a)] for a in angles])
+    reps = torch.tensor([[math.cos(a), math.sin(a)] for a in angles], dtype=torch.float64)
     positive = torch.tensor([True, True, False, False])
     expected = _hand_info_nce(reps, positive.tolist(), tau)
     # hand value for tau=1: pair (0,1) and (1,0) share exp(cos .3) in the numerator
