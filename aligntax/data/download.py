@@ -160,10 +160,10 @@ def map_fields(df: pd.DataFrame, source: str) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
-def clean(df: pd.DataFrame, cfg: DataConfig) -> tuple[pd.DataFrame, dict[str, int], dict[str, int]]:
-    """Strip, drop bad rows, de-duplicate and truncate. Returns (rows, dropped, truncated)."""
-    dropped = {"non_text": 0, "empty_post": 0, "empty_summary": 0, "summary_without_words": 0, "summary_is_post": 0, "duplicate_post": 0}
-    truncated = {"post": 0, "summary": 0}
+def clean(df: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Strip, drop bad rows and de-duplicate posts. Returns (rows, dropped per reason)."""
+    reasons = ("non_text", "empty_post", "empty_summary", "summary_without_words", "summary_is_post", "duplicate_post")
+    dropped = dict.fromkeys(reasons, 0)
     keep, seen = [], set()
     for row in df.to_dict("records"):
         post, summary = row["post"], row["summary"]
@@ -188,16 +188,23 @@ def clean(df: pd.DataFrame, cfg: DataConfig) -> tuple[pd.DataFrame, dict[str, in
             dropped["duplicate_post"] += 1
             continue
         seen.add(key)
-        post, cut_post = truncate_at_sentence(post, cfg.max_post_tokens)
-        summary, cut_summary = truncate_at_sentence(summary, cfg.max_summary_tokens)
-        truncated["post"] += cut_post
-        truncated["summary"] += cut_summary
         row.update(post=post, summary=summary)
         for name in ("subreddit", "title"):
             if not isinstance(row.get(name), str):
                 row[name] = None
         keep.append(row)
-    return pd.DataFrame(keep, columns=list(df.columns)), dropped, truncated
+    return pd.DataFrame(keep, columns=list(df.columns)), dropped
+
+
+def truncate(df: pd.DataFrame, cfg: DataConfig) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Cut posts and summaries to their token budgets; returns (rows, truncated counts)."""
+    df = df.copy()
+    cut = {}
+    for column, budget in (("post", cfg.max_post_tokens), ("summary", cfg.max_summary_tokens)):
+        pairs = [truncate_at_sentence(text, budget) for text in df[column]]
+        df[column] = [text for text, _ in pairs]
+        cut[column] = sum(was_cut for _, was_cut in pairs)
+    return df, cut
 
 
 def split(df: pd.DataFrame, cfg: DataConfig, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -247,7 +254,9 @@ def load_hub(cfg: DataConfig) -> pd.DataFrame:
                 ds = datasets.load_dataset(name, cfg.hf_config, split=s)
                 frames.append(ds.to_pandas().assign(split="train" if s == cfg.hf_train_split else "eval"))
     except (KeyError, ValueError) as err:
-        raise DownloadError(f"data.source='{cfg.source}': split not found ({err}); check data.hf_train_split / data.hf_eval_split") from err
+        raise DownloadError(
+            f"data.source='{cfg.source}': split not found ({err}); check data.hf_train_split / data.hf_eval_split"
+        ) from err
     except Exception as err:  # datasets raises many types for "no network" / "not found"
         raise DownloadError(
             f"data.source='{cfg.source}': could not load the dataset ({type(err).__name__}: "
@@ -270,8 +279,11 @@ def download(cfg: DataConfig, seed: int, sample_path: str | Path) -> tuple[pd.Da
         raw = load_hub(cfg)
         source_name = cfg.source
     mapped = map_fields(raw, source_name)
-    rows, dropped, truncated = clean(mapped, cfg)
+    rows, dropped = clean(mapped)
     train, evals = split(rows, cfg, seed)
+    train, cut_train = truncate(train, cfg)
+    evals, cut_eval = truncate(evals, cfg)
+    truncated = {k: cut_train[k] + cut_eval[k] for k in cut_train}
     metrics = {
         "source": source_name,
         "read": len(raw),
