@@ -1,7 +1,8 @@
 """Unlikelihood training (Welleck et al. 2020): MLE on the reference, unlikelihood on the negatives.
 
 loss = CE(reference tokens) + alpha * mean_t -log(1 - p(y_t | prompt, y_<t)) over the tokens of
-the post's toxic and unfaithful negatives (groups artifact). By default only the negative tokens
+the post's toxic and unfaithful negatives (groups artifact), read behind one shared copy of the
+prompt (shared-prefix packing, as the contrastive trainer does). By default only the negative tokens
 that do not occur in the reference are pushed down (a swapped entity, an insult), so the
 words the negative shares with the faithful summary are not unlearned. Trained from `base`
 with the same trainer settings and budget as `sft`.
@@ -25,7 +26,8 @@ from transformers import PreTrainedTokenizerBase, TrainingArguments
 from aligntax.baselines.negatives import NEGATIVE_KINDS, negatives_by_post
 from aligntax.config import check
 from aligntax.models import ModelConfig, load_model, load_tokenizer
-from aligntax.train.packing import Variant, prompt_ids, variant_ids
+from aligntax.train.objective import decoder_and_head
+from aligntax.train.packing import Variant, additive_mask, block_mask, prompt_ids, variant_ids
 from aligntax.train.trainer import AlignTrainer, TrainConfig, save_model, select_trainable
 
 log = logging.getLogger(__name__)
@@ -79,26 +81,37 @@ def unlikelihood_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tens
 
 
 def collate_ul(examples: Sequence[UlExample], pad_id: int) -> dict[str, torch.Tensor]:
-    """One right-padded row per (prompt + reference) and per (prompt + negative).
+    """Shared-prefix packed rows: one row per post = prompt, reference, then each negative.
 
-    ce_index/ce_labels: flat positions that predict reference tokens and their targets;
-    ul_index/ul_labels: flat positions that predict penalised negative tokens and their targets.
+    A block mask lets a summary see the prompt and itself only, and positions restart after
+    the prompt (``aligntax.train.packing.block_mask``), so every summary is computed as if it
+    followed the prompt alone, while the prompt is read once. ce_index/ce_labels: flat positions
+    predicting reference tokens and their targets; ul_index/ul_labels: the same for penalised
+    negative tokens.
     """
-    rows, ce, ul = [], [], []
+    rows, positions, segments, ce, ul = [], [], [], [], []
     for ex in examples:
-        p = len(ex.prompt)
+        p, r = len(ex.prompt), len(rows)
+        row, pos, seg = list(ex.prompt), list(range(p)), [0] * p
         seqs = [(ex.reference, [True] * len(ex.reference), ce)]
         seqs += [(neg, pen, ul) for neg, pen in zip(ex.negatives, ex.penalised, strict=True)]
-        for ids, mask, sink in seqs:
-            r = len(rows)
-            rows.append(ex.prompt + ids)
-            sink += [((r, p - 1 + k), t) for k, (t, m) in enumerate(zip(ids, mask, strict=True)) if m]
+        for i, (ids, mask, sink) in enumerate(seqs):
+            off = len(row)
+            # token k of a summary is predicted at the position before it: the last prompt token for k = 0
+            sink += [((r, off + k - 1 if k else p - 1), t) for k, (t, m) in enumerate(zip(ids, mask, strict=True))
+                     if m]
+            row += ids
+            pos += range(p, p + len(ids))
+            seg += [i + 1] * len(ids)
+        rows.append(row), positions.append(pos), segments.append(seg)
     width = max(len(r) for r in rows)
     input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, r in enumerate(rows):
+    position_ids = torch.zeros((len(rows), width), dtype=torch.long)
+    seg_ids = torch.full((len(rows), width), -1, dtype=torch.long)
+    for i, (r, pos, sg) in enumerate(zip(rows, positions, segments, strict=True)):
         input_ids[i, : len(r)] = torch.tensor(r)
-        attention_mask[i, : len(r)] = 1
+        position_ids[i, : len(r)] = torch.tensor(pos)
+        seg_ids[i, : len(r)] = torch.tensor(sg)
 
     def flat(pairs):
         return (torch.tensor([r * width + c for (r, c), _ in pairs], dtype=torch.long),
@@ -106,16 +119,22 @@ def collate_ul(examples: Sequence[UlExample], pad_id: int) -> dict[str, torch.Te
 
     ce_index, ce_labels = flat(ce)
     ul_index, ul_labels = flat(ul)
-    return {"input_ids": input_ids, "attention_mask": attention_mask, "ce_index": ce_index,
-            "ce_labels": ce_labels, "ul_index": ul_index, "ul_labels": ul_labels}
+    return {"input_ids": input_ids, "position_ids": position_ids, "attention_mask": block_mask(seg_ids),
+            "ce_index": ce_index, "ce_labels": ce_labels, "ul_index": ul_index, "ul_labels": ul_labels}
 
 
 def ul_objective(model: torch.nn.Module, batch: dict[str, torch.Tensor], alpha: float) -> dict[str, torch.Tensor]:
-    """loss = CE(reference) + alpha * UL(negatives); returns loss, ce and ul (the last two detached)."""
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
-    flat = logits.reshape(-1, logits.shape[-1])
-    ce = F.cross_entropy(flat[batch["ce_index"]].float(), batch["ce_labels"])
-    ul = unlikelihood_loss(flat[batch["ul_index"]], batch["ul_labels"])
+    """loss = CE(reference) + alpha * UL(negatives); returns loss, ce and ul (the last two detached).
+
+    Only the positions that predict reference or penalised tokens go through the LM head.
+    """
+    decoder, lm_head = decoder_and_head(model)
+    mask = additive_mask(batch["attention_mask"], next(decoder.parameters()).dtype)
+    hidden = decoder(input_ids=batch["input_ids"], attention_mask=mask, position_ids=batch["position_ids"],
+                     use_cache=False).last_hidden_state
+    flat = hidden.reshape(-1, hidden.shape[-1])
+    ce = F.cross_entropy(lm_head(flat[batch["ce_index"]]).float(), batch["ce_labels"])
+    ul = unlikelihood_loss(lm_head(flat[batch["ul_index"]]), batch["ul_labels"])
     return {"loss": ce + alpha * ul, "ce": ce.detach(), "ul": ul.detach()}
 
 

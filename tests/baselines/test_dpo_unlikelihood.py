@@ -70,23 +70,50 @@ def _changed(model, before) -> int:
     return sum(not torch.equal(p.detach(), before[n]) for n, p in model.named_parameters() if n in before)
 
 
+def _ul_example(tok):
+    prompt = tok("post: my cat knocked over a glass of water. tl;dr:")["input_ids"]
+    ref = tok(" cat spilled water")["input_ids"] + [tok.eos_token_id]
+    negs = [tok(t)["input_ids"] + [tok.eos_token_id] for t in (" stupid cat spilled damn water", " dog spilled it")]
+    return UlExample(prompt, ref, negs, [penalised_tokens(n, ref, tok.eos_token_id, True) for n in negs])
+
+
+def test_packed_objective_equals_naive_per_sequence_computation(tiny_llama_dir):
+    tok = AutoTokenizer.from_pretrained(tiny_llama_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir).eval()
+    ex = _ul_example(tok)
+    short = UlExample(ex.prompt[:5], ex.reference, ex.negatives[:1], ex.penalised[:1])  # forces padding
+    batch = collate_ul([ex, short], tok.pad_token_id)
+    with torch.no_grad():
+        got = ul_objective(model, batch, alpha=0.5)
+    ce_logits, ce_targets, ul_logits, ul_targets = [], [], [], []
+    for e in (ex, short):
+        for seq, mask, lg, tg in [(e.reference, [True] * len(e.reference), ce_logits, ce_targets)] + [
+            (n, m, ul_logits, ul_targets) for n, m in zip(e.negatives, e.penalised, strict=True)
+        ]:
+            with torch.no_grad():
+                logits = model(input_ids=torch.tensor([e.prompt + seq])).logits[0]
+            p = len(e.prompt)
+            lg += [logits[p - 1 + k] for k, m in enumerate(mask) if m]
+            tg += [t for t, m in zip(seq, mask, strict=True) if m]
+    ce = torch.nn.functional.cross_entropy(torch.stack(ce_logits), torch.tensor(ce_targets))
+    ul = unlikelihood_loss(torch.stack(ul_logits), torch.tensor(ul_targets))
+    assert torch.allclose(got["ce"], ce, atol=1e-5) and torch.allclose(got["ul"], ul, atol=1e-5)
+    assert torch.allclose(got["loss"], ce + 0.5 * ul, atol=1e-5)
+
+
 def test_unlikelihood_step_changes_parameters_and_lowers_negative_probability(tiny_llama_dir):
     tok = AutoTokenizer.from_pretrained(tiny_llama_dir)
     model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir)
-    prompt = tok("post: my cat knocked over a glass of water. tl;dr:")["input_ids"]
-    ref = tok(" cat spilled water")["input_ids"] + [tok.eos_token_id]
-    neg = tok(" stupid cat spilled damn water")["input_ids"] + [tok.eos_token_id]
-    ex = UlExample(prompt, ref, [neg], [penalised_tokens(neg, ref, tok.eos_token_id, True)])
+    ex = _ul_example(tok)
     batch = collate_ul([ex, ex], tok.pad_token_id)
-    assert len(batch["ce_labels"]) == 2 * len(ref)
-    assert 0 < len(batch["ul_labels"]) < 2 * len(neg)
+    assert len(batch["ce_labels"]) == 2 * len(ex.reference)
+    assert 0 < len(batch["ul_labels"]) < 2 * sum(len(n) for n in ex.negatives)
     assert batch["input_ids"].view(-1)[batch["ce_index"] + 1].tolist() == batch["ce_labels"].tolist()
 
     def neg_prob():
         with torch.no_grad():
-            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        flat = logits.reshape(-1, logits.shape[-1]).softmax(-1)
-        return flat[batch["ul_index"], batch["ul_labels"]].mean().item()
+            loss = ul_objective(model, batch, alpha=1.0)["ul"]
+        return 1 - torch.exp(-loss).item()  # monotone in the penalised tokens' probability
 
     before, p_before = _snapshot(model), neg_prob()
     optim = torch.optim.SGD(model.parameters(), lr=0.5)
