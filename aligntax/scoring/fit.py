@@ -78,7 +78,8 @@ def split_ids(ids: pd.Series, strata: pd.Series, holdout: float, seed: int) -> t
 
 def fit_head(x: np.ndarray, y: np.ndarray, features: list[str], cfg: FitConfig, seed: int,
              weight: np.ndarray | None = None, groups: np.ndarray | None = None) -> tuple[LinearHead, dict]:
-    """Standardise + logistic regression; C picked by 5-fold CV ROC-AUC on the fit rows.
+    """Standardise + logistic regression; C picked by 5-fold CV ROC-AUC on the fit rows, then the
+    slope's scale recalibrated without penalty (Platt) so that 0.5 is a meaningful threshold.
 
     With ``groups`` (e.g. FRANK CNN/DM, FRANK BBC, synthetic TL;DR), each group gets its own
     intercept while fitting, so the slopes learn what separates labels *within* a group rather
@@ -104,11 +105,15 @@ def fit_head(x: np.ndarray, y: np.ndarray, features: list[str], cfg: FitConfig, 
                                if len(set(y[groups == g])) == 2]) if names else roc_auc_score(y, pred))
     best = max(cv, key=lambda c: (cv[c], -c))
     clf = LogisticRegression(C=best, max_iter=5000, fit_intercept=not names).fit(zg, y, sample_weight=weight)
-    coef = clf.coef_[0]
-    group_icpt = GROUP_SCALE * coef[len(features):]
-    intercept = float(group_icpt.mean()) if names else float(clf.intercept_[0])
+    direction = clf.coef_[0][: len(features)]
+    # Platt step: strong L2 shrinks the slope, so refit its scale (and the intercepts) unpenalised.
+    platt = np.concatenate([(z @ direction)[:, None], onehot / GROUP_SCALE], axis=1)
+    cal = LogisticRegression(C=1e6, max_iter=5000, fit_intercept=not names).fit(platt, y, sample_weight=weight)
+    coef = direction * cal.coef_[0][0]
+    group_icpt = cal.coef_[0][1:]
+    intercept = float(group_icpt.mean()) if names else float(cal.intercept_[0])
     scale = np.where(scaler.scale_ > 0, scaler.scale_, 1.0)
-    head = LinearHead(scaler.mean_, scale, coef[: len(features)], intercept, features,
+    head = LinearHead(scaler.mean_, scale, coef, intercept, features,
                       {"C": best, "cv_roc_auc": cv[best], "n_fit": int(len(y)), "groups": names})
     log.info("head fitted: C=%s, 5-fold CV ROC-AUC %.3f on %d rows", best, cv[best], len(y))
     info = {"C": best, "cv_roc_auc": {str(k): round(v, 4) for k, v in cv.items()}, "n_fit": int(len(y))}
