@@ -78,7 +78,8 @@ def split_ids(ids: pd.Series, strata: pd.Series, holdout: float, seed: int) -> t
 
 def fit_head(x: np.ndarray, y: np.ndarray, features: list[str], cfg: FitConfig, seed: int,
              weight: np.ndarray | None = None, groups: np.ndarray | None = None) -> tuple[LinearHead, dict]:
-    """Standardise + logistic regression; C picked by 5-fold CV ROC-AUC on the fit rows, then the
+    """Standardise + logistic regression; C picked by 5-fold CV ROC-AUC on the fit rows (fewer folds
+    for a tiny sample), then the
     slope's scale recalibrated without penalty (Platt) so that 0.5 is a meaningful threshold.
 
     With ``groups`` (e.g. FRANK CNN/DM, FRANK BBC, synthetic TL;DR), each group gets its own
@@ -93,7 +94,12 @@ def fit_head(x: np.ndarray, y: np.ndarray, features: list[str], cfg: FitConfig, 
     onehot = GROUP_SCALE * np.stack([groups == g for g in names], axis=1) if names else np.zeros((len(y), 0))
     zg = np.concatenate([z, onehot], axis=1)
     strata = y if groups is None else np.array([f"{g}/{v}" for g, v in zip(groups, y, strict=True)])
-    folds = list(StratifiedKFold(5, shuffle=True, random_state=seed).split(zg, strata))
+    if np.unique(strata, return_counts=True)[1].min() < 2:
+        strata = y  # a tiny group: stratify by label only
+    n_splits = int(min(5, np.unique(strata, return_counts=True)[1].min()))
+    if n_splits < 2:
+        raise ValueError(f"too few rows to fit a scorer head: {int(y.sum())} positive of {len(y)}")
+    folds = list(StratifiedKFold(n_splits, shuffle=True, random_state=seed).split(zg, strata))
     cv = {}
     for c in cfg.c_grid:
         pred = np.zeros(len(y))
