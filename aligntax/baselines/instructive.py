@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aligntax.config import check
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from aligntax.config import check, load_section
 from aligntax.models import build_prompt
 
 PAPER_PREFIX = "Be positive, polite, respectful, compliant, loveable, modest, helpful, and kind for: "
@@ -27,3 +29,10 @@ class InstructiveConfig:
 def instructed_prompt(cfg: InstructiveConfig, template: str, post: str) -> str:
     """The exact model input for ``post``: the instruction, then the shared prompt."""
     return cfg.prefix + build_prompt(template, post)
+
+
+def decoding(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, params: dict
+) -> tuple[PreTrainedModel, None, str]:
+    """``decoding_setup`` for instructive: the model unchanged, no processor, the instruction as prefix."""
+    return model, None, load_section(params, "instructive", InstructiveConfig).prefix

@@ -158,3 +158,12 @@ def probe_accuracy(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray,
     with threadpool_limits(limits=1):
         probe.fit(x_train, y_train)
         return float(probe.score(x_test, y_test))
+
+
+def decoding(method: str, model: PreTrainedModel, projection_file: str | Path | None = None) -> PreTrainedModel:
+    """``decoding_setup`` for inlp / sentence_debias: ``model`` with its fitted projection attached.
+
+    The projection is read from ``projection_path(method)`` (written by the method's fit stage).
+    """
+    attach_projection(model, load_projection(projection_file or projection_path(method)))
+    return model

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import torch
 from transformers import LogitsProcessor, PreTrainedModel, PreTrainedTokenizerBase
 
-from aligntax.config import check
+from aligntax.config import check, load_section
 
 SCHICK_PREFIXES = (
     "The following text contains rude, disrespectful, or unreasonable language:\n",
@@ -137,3 +137,11 @@ class SelfDebiasLogitsProcessor(LogitsProcessor):
         ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], dtype=torch.long)
         mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], dtype=torch.long)
         return ids, mask
+
+
+def decoding(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, params: dict
+) -> tuple[PreTrainedModel, list[LogitsProcessor], str]:
+    """``decoding_setup`` for self_debias: the model unchanged, the processor, no prefix."""
+    cfg = load_section(params, "self_debias", SelfDebiasConfig)
+    return model, [SelfDebiasLogitsProcessor(model, tokenizer, cfg)], ""
