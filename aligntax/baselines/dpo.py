@@ -37,6 +37,10 @@ class DpoConfig:
     """Kinds of negatives of the groups artifact used as rejected summaries."""
     max_pairs_per_post: int = 1
     """(chosen, rejected) pairs per post, a seeded sample of its negatives."""
+    n_posts: int = 16
+    """Posts trained on (first n of the train split; 0 = `train.n_posts`). A DPO example costs ~4-5
+    `sft` examples (policy and frozen reference each read chosen and rejected, with full logits),
+    so 16 posts keep DPO within the `sft` wall-time budget."""
 
     def __post_init__(self) -> None:
         check(self.beta > 0, "dpo.beta", "a number > 0")
@@ -44,6 +48,7 @@ class DpoConfig:
         check(len(self.negative_kinds) > 0 and set(self.negative_kinds) <= set(NEGATIVE_KINDS),
               "dpo.negative_kinds", f"a non-empty subset of {list(NEGATIVE_KINDS)}")
         check(self.max_pairs_per_post >= 1, "dpo.max_pairs_per_post", "an integer >= 1")
+        check(self.n_posts >= 0, "dpo.n_posts", "an integer >= 0 (0 = train.n_posts)")
 
 
 def preference_rows(pairs: pd.DataFrame, template: str, prompt_fn=None) -> pd.DataFrame:
@@ -106,9 +111,10 @@ def run_dpo(
     base_dir: str | Path, raw: pd.DataFrame, groups: pd.DataFrame, cfg: DpoConfig, train_cfg: TrainConfig,
     model_cfg: ModelConfig, out_dir: str | Path, seed: int,
 ) -> dict:
-    """DPO from ``base_dir`` on the first ``train_cfg.n_posts`` posts' pairs with the `sft` settings; metrics."""
-    if train_cfg.n_posts:
-        raw = raw.iloc[: train_cfg.n_posts]
+    """DPO from ``base_dir`` on the first ``cfg.n_posts`` posts' pairs with the `sft` settings; metrics."""
+    n_posts = cfg.n_posts or train_cfg.n_posts
+    if n_posts:
+        raw = raw.iloc[:n_posts]
     pairs, counts = negatives_by_post(raw, groups, cfg.negative_kinds, cfg.max_pairs_per_post, seed)
     tok = load_tokenizer(base_dir)
 

@@ -39,8 +39,8 @@ class UnlikelihoodConfig:
     """Weight of the unlikelihood term against the CE on the reference."""
     negative_kinds: list[str] = field(default_factory=lambda: list(NEGATIVE_KINDS))
     """Kinds of negatives of the groups artifact used (toxic_lm, toxic_lexicon, swap_ent, mask_regen, sys_lowcon)."""
-    max_negatives_per_post: int = 2
-    """Negatives per post (a seeded sample); each costs one more sequence in the step."""
+    max_negatives_per_post: int = 1
+    """Negatives per post (a seeded sample); each adds its tokens to the post's packed row."""
     novel_tokens_only: bool = True
     """Push down only negative tokens absent from the reference (false: every negative token but eos)."""
 

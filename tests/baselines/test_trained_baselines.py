@@ -40,8 +40,8 @@ def _run(method: str, base, out):
     if method == "dropout":
         return run_dropout(base, RAW, DropoutConfig(), TRAIN, MODEL, out, seed=0)
     if method == "dpo":
-        return run_dpo(base, RAW, GROUPS, DpoConfig(), TRAIN, MODEL, out, seed=0)
-    return run_unlikelihood(base, RAW, GROUPS, UnlikelihoodConfig(), TRAIN, MODEL, out, seed=0)
+        return run_dpo(base, RAW, GROUPS, DpoConfig(n_posts=0), TRAIN, MODEL, out, seed=0)
+    return run_unlikelihood(base, RAW, GROUPS, UnlikelihoodConfig(max_negatives_per_post=2), TRAIN, MODEL, out, seed=0)
 
 
 @pytest.mark.slow
