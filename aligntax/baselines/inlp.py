@@ -4,7 +4,8 @@ Repeatedly fit a linear classifier (scikit-learn ridge classifier, closed form) 
 the attribute word (male/female, black/white/asian, jewish/christian/muslim) from the final
 hidden state of counterfactual contexts, and project the space onto the null space of every
 classifier found so far. The final projection P = I - B B^T (B: orthonormal basis of all
-classifier directions) multiplies the LM-head input at generation (``projection.attach_projection``).
+classifier directions) edits the LM-head input; the fit stage folds it into the LM head of `sft`
+(``projection.save_projected_model``).
 """
 
 from __future__ import annotations

@@ -1,6 +1,9 @@
 """What INLP and SentenceDebias share: counterfactual contexts, their hidden states, and the
 projection that is applied to the final hidden state (the input of the LM head) at generation.
 
+The fit stages save `sft` with the projection folded into its LM head (``save_projected_model``),
+so `evaluate` loads models/inlp and models/sentence_debias like any other model folder.
+
 A context is a text that ends on an attribute word ("... so i called my mom"); its state is the
 LM-head input at that last token, the very vector the projection later edits at every position.
 Each context comes as a counterfactual tuple, one variant per class of its axis, that differ
@@ -22,7 +25,7 @@ from tqdm import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from aligntax.baselines.attributes import WordList, find, to_class
-from aligntax.io import write_atomic
+from aligntax.io import atomic_dir
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +36,8 @@ TEMPLATES = (
     "tl;dr: my {w}",
 )
 """Semantically bleached frames (after May et al. 2019 / Liang et al. 2020) that end on the word."""
+PROJECTION_FILE = "projection.safetensors"
+"""File name of the fitted [H, H] projection inside the method's model folder."""
 _SENTENCE = re.compile(r"[^.!?\n]+")
 
 
@@ -107,36 +112,45 @@ def held_out_split(tuple_ids: np.ndarray, fraction: float, seed: int) -> np.ndar
     return np.isin(tuple_ids, dev)
 
 
-def projection_path(method: str) -> Path:
-    """Where the fit stage of ``method`` (inlp, sentence_debias) writes and evaluate reads its projection."""
-    return Path("models") / method / "projection.safetensors"
+def fold_projection(model: PreTrainedModel, projection: torch.Tensor) -> PreTrainedModel:
+    """Bake ``projection`` into an untied LM head: logits = (P h) W^T = h (W P)^T, P symmetric.
 
-
-def attach_projection(model: PreTrainedModel, projection: torch.Tensor):
-    """Multiply the LM-head input by ``projection`` [H, H] on every forward; returns the hook handle."""
+    The input embeddings stay as they are; the result generates exactly like editing the
+    LM-head input h -> P h, and loads as a plain causal LM (no hook, no extra code at generation).
+    """
     head = model.get_output_embeddings()
     hidden = head.weight.shape[1]
     if tuple(projection.shape) != (hidden, hidden):
         raise ValueError(f"projection has shape {tuple(projection.shape)}, the model's hidden size is {hidden}; "
                          "re-fit it on this model")
-    weight = head.weight
-    matrix = projection.to(device=weight.device, dtype=weight.dtype)
+    folded = torch.nn.Linear(hidden, head.weight.shape[0], bias=head.bias is not None,
+                             dtype=head.weight.dtype, device=head.weight.device)
+    with torch.no_grad():
+        folded.weight.copy_(head.weight @ projection.to(head.weight))
+        if head.bias is not None:
+            folded.bias.copy_(head.bias)
+    model.config.tie_word_embeddings = False
+    model.set_output_embeddings(folded)
+    return model
 
-    def hook(_module, args):
-        return (args[0] @ matrix,) + tuple(args[1:])
 
-    return head.register_forward_pre_hook(hook)
-
-
-def save_projection(path: str | Path, projection: np.ndarray, method: str) -> None:
-    """Write the [H, H] projection as safetensors (tensor ``projection``), atomically."""
+def save_projected_model(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, projection: np.ndarray, out_dir: str | Path,
+    method: str,
+) -> None:
+    """Write ``model`` with ``projection`` folded into its head, the tokenizer, and the projection itself
+    (``projection.safetensors``, tensor ``projection``) to ``out_dir``, atomically."""
     tensor = torch.from_numpy(np.ascontiguousarray(projection, dtype=np.float32))
-    write_atomic(path, lambda tmp: save_file({"projection": tensor}, str(tmp), metadata={"method": method}))
+    fold_projection(model, tensor)
+    with atomic_dir(out_dir) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        save_file({"projection": tensor}, str(tmp / PROJECTION_FILE), metadata={"method": method})
 
 
-def load_projection(path: str | Path) -> torch.Tensor:
-    """Read a projection written by ``save_projection``; one clear error if it is missing or wrong."""
-    path = Path(path)
+def load_projection(model_dir: str | Path) -> torch.Tensor:
+    """The projection a fit stage saved beside its model; one clear error if it is missing or wrong."""
+    path = Path(model_dir) / PROJECTION_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path}: projection not found; create it with its fit stage "
                                 "(`dvc repro fit-inlp` or `dvc repro fit-sentence-debias`)")
@@ -159,11 +173,3 @@ def probe_accuracy(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray,
         probe.fit(x_train, y_train)
         return float(probe.score(x_test, y_test))
 
-
-def decoding(method: str, model: PreTrainedModel, projection_file: str | Path | None = None) -> PreTrainedModel:
-    """``decoding_setup`` for inlp / sentence_debias: ``model`` with its fitted projection attached.
-
-    The projection is read from ``projection_path(method)`` (written by the method's fit stage).
-    """
-    attach_projection(model, load_projection(projection_file or projection_path(method)))
-    return model

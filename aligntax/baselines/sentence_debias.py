@@ -3,7 +3,8 @@
 For every counterfactual tuple of contexts (same text, attribute word of each class), centre the
 tuple's final hidden states on their mean; PCA over all centred vectors of an axis gives the
 bias subspace V (top ``n_components`` directions). At generation the LM-head input h becomes
-h - V^T V h, i.e. it is multiplied by P = I - V^T V (``projection.attach_projection``), on `sft`.
+h - V^T V h = P h with P = I - V^T V, folded into the LM head of `sft` by the fit stage
+(``projection.save_projected_model``).
 """
 
 from __future__ import annotations

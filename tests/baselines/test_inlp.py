@@ -8,7 +8,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from aligntax.baselines.inlp import InlpConfig, fit_inlp, inlp_projection
-from aligntax.baselines.projection import attach_projection, probe_accuracy
+from aligntax.baselines.projection import fold_projection, probe_accuracy
 from aligntax.config import ConfigError
 
 
@@ -58,23 +58,23 @@ def test_fit_inlp_on_tiny_model_and_projection_hook(tiny_llama_dir):
     assert g["held_out_probe_accuracy_after"] <= g["held_out_probe_accuracy_before"]
 
     ids = tok(["my cat knocked over a glass"], return_tensors="pt")["input_ids"]
+    embeddings = model.get_input_embeddings().weight.detach().clone()
     with torch.no_grad():
         hidden = model.model(input_ids=ids).last_hidden_state
         plain = model(input_ids=ids).logits
-        handle = attach_projection(model, torch.from_numpy(projection))
-        edited = model(input_ids=ids).logits
-        handle.remove()
-        restored = model(input_ids=ids).logits
-    want = (hidden @ torch.from_numpy(projection)) @ model.lm_head.weight.T
-    assert torch.allclose(edited, want, atol=1e-4)
-    assert not torch.allclose(edited, plain, atol=1e-4)
-    assert torch.equal(restored, plain)
+        want = (hidden @ torch.from_numpy(projection)) @ model.lm_head.weight.T
+        fold_projection(model, torch.from_numpy(projection))
+        folded = model(input_ids=ids).logits
+    assert torch.allclose(folded, want, atol=1e-4)
+    assert not torch.allclose(folded, plain, atol=1e-4)
+    assert torch.equal(model.get_input_embeddings().weight, embeddings)  # untied: inputs unchanged
+    assert not model.config.tie_word_embeddings
 
 
-def test_attach_projection_rejects_wrong_size(tiny_llama_dir):
+def test_fold_rejects_wrong_size(tiny_llama_dir):
     model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir)
     with pytest.raises(ValueError, match="hidden size is 32"):
-        attach_projection(model, torch.eye(16))
+        fold_projection(model, torch.eye(16))
 
 
 def test_config_rejects_unknown_axis():

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from aligntax.baselines.projection import load_projection, save_projection
+from aligntax.baselines.projection import load_projection, save_projected_model
 from aligntax.baselines.sentence_debias import (
     SentenceDebiasConfig,
     bias_subspace,
@@ -41,6 +41,12 @@ def test_fit_sentence_debias_tiny_model_round_trip(tiny_llama_dir, tmp_path):
     assert metrics["rank_removed"] == 6  # 3 axes x 2 components
     assert set(metrics["axes"]) == {"gender", "race", "religion"}
     assert np.allclose(projection @ projection, projection, atol=1e-5)
-    path = tmp_path / "projection.safetensors"
-    save_projection(path, projection, "sentence_debias")
-    assert torch.equal(load_projection(path), torch.from_numpy(projection))
+    ids = torch.tensor([[5, 6, 7, 8]])
+    with torch.no_grad():
+        want = (model.model(input_ids=ids).last_hidden_state @ torch.from_numpy(projection)) @ model.lm_head.weight.T
+    save_projected_model(model, tok, projection, tmp_path / "sd", "sentence_debias")
+    assert torch.equal(load_projection(tmp_path / "sd"), torch.from_numpy(projection))
+    reloaded = AutoModelForCausalLM.from_pretrained(tmp_path / "sd").eval()
+    with torch.no_grad():
+        assert torch.allclose(reloaded(input_ids=ids).logits, want, atol=1e-4)
+    assert AutoTokenizer.from_pretrained(tmp_path / "sd").vocab_size == tok.vocab_size
