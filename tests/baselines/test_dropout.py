@@ -6,8 +6,9 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from aligntax.baselines.dropout import DropoutConfig, add_hidden_dropout, dropout_overrides
+from aligntax.baselines.dropout import DropoutConfig, add_hidden_dropout, dropout_overrides, trained_blocks
 from aligntax.config import ConfigError
+from aligntax.train.trainer import TrainConfig
 
 
 def test_overrides_per_architecture(tiny_llama_dir, tiny_gpt2_dir):
@@ -43,3 +44,13 @@ def test_hidden_dropout_hooks_only_in_training(tiny_llama_dir):
 def test_config_range():
     with pytest.raises(ConfigError, match="dropout.hidden"):
         DropoutConfig(hidden=1.0)
+
+
+def test_hidden_dropout_only_on_trained_blocks(tiny_llama_dir):
+    assert trained_blocks(30, TrainConfig(trainable="top_layers", top_layers=2)) == range(28, 30)
+    assert trained_blocks(30, TrainConfig(trainable="lora")) == range(30)
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir)
+    handles = add_hidden_dropout(model, 0.5, range(1, 2))
+    assert len(handles) == 2
+    hooked = [name for name, m in model.named_modules() if m._forward_hooks]
+    assert hooked == ["model.layers.1.self_attn", "model.layers.1.mlp"]
