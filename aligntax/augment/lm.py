@@ -92,7 +92,7 @@ def generate(
     """Continuation of each prompt (greedy, or sampled when ``sample``), decoded without specials."""
     out: list[str] = []
     for b, (lo, hi) in enumerate(_batches(len(prompts), batch_size)):
-        enc = tok(list(prompts[lo:hi]), return_tensors="pt", padding=True).to(model.device)
+        enc = tok(list(prompts[lo:hi]), return_tensors="pt", padding=True, return_token_type_ids=False).to(model.device)
         width = enc["input_ids"].shape[1]
         stop = StoppingCriteriaList([_StopAtNewline(stop_ids.to(model.device), width)]) if stop_ids is not None else None
         torch.manual_seed(seed * 100_003 + b)
@@ -115,7 +115,7 @@ def lowest_beams(
     """sys_lowcon: per prompt the lowest-scoring of its ``num_beams`` beam summaries and its score."""
     out: list[tuple[str, float]] = []
     for lo, hi in _batches(len(prompts), batch_size):
-        enc = tok(list(prompts[lo:hi]), return_tensors="pt", padding=True).to(model.device)
+        enc = tok(list(prompts[lo:hi]), return_tensors="pt", padding=True, return_token_type_ids=False).to(model.device)
         width = enc["input_ids"].shape[1]
         res = model.generate(**enc, max_new_tokens=max_new_tokens, num_beams=num_beams, do_sample=False,
                              num_return_sequences=num_beams, output_scores=True, return_dict_in_generate=True,
