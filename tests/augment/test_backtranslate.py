@@ -138,14 +138,14 @@ def test_marian_engine_on_tiny_local_models(tmp_path):
 
 
 def test_packaged_defaults_on_real_rows():
-    rows = pd.read_json(SAMPLE / "tldr_sample.jsonl", lines=True).head(6)
+    rows = pd.read_json(SAMPLE / "tldr_sample.jsonl", lines=True).head(3)
     rows = rows.rename(columns={"content": "post"}) if "content" in rows else rows
     posts = pd.DataFrame({"id": [f"r{i}" for i in range(len(rows))], "post": rows["post"], "summary": rows["summary"],
                           "subreddit": "tifu", "title": ""})
     cfg = BacktranslateConfig(meaning_filter="embedding", min_meaning=0.8)
     df, counts = paraphrase_chunk(posts, cfg, FastTranslateEngine(2), load_ner(NerConfig()), EmbeddingSimilarity())
-    assert counts["candidates"]["generated"] == 12
-    assert (df["kind"] == "reference").sum() == 6
+    assert counts["candidates"]["generated"] == 6
+    assert (df["kind"] == "reference").sum() == 3
     paras = df[df["kind"] == "backtranslation"]
     assert (paras["meaning"] >= 0.8).all()
     assert all(t == t.lower() for t in paras["text"])

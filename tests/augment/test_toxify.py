@@ -5,7 +5,14 @@ import pandas as pd
 import pytest
 
 from aligntax.augment import lm
-from aligntax.augment.toxify import ToxifyConfig, lexicon_rewrite, profanity_words, toxic_prompt, toxify_chunk
+from aligntax.augment.toxify import (
+    ToxifyConfig,
+    lexicon_rewrite,
+    profanity_words,
+    toxic_prompt,
+    toxic_vocabulary,
+    toxify_chunk,
+)
 from aligntax.config import ConfigError
 
 BAD = {"idiot", "damn", "shit", "fuck"}
@@ -29,6 +36,8 @@ def test_prompt_and_wordlist():
     words = profanity_words()
     assert len(words) > 500 and "shit" in words and all(w.isalpha() for w in words)
     out = lexicon_rewrite("i lost my keys", words, random.Random(0), 2)
+    vocab = toxic_vocabulary(lambda ws: np.array([0.9 if w.startswith("s") else 0.1 for w in ws]), 0.4)
+    assert vocab and all(w.startswith("s") for w in vocab)
     assert len(out.split()) == 6
 
 
