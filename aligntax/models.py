@@ -92,12 +92,26 @@ def _from_source(cfg: ModelConfig) -> tuple[PreTrainedModel, PreTrainedTokenizer
     return model, tok
 
 
+def align_special_tokens(model: PreTrainedModel, tok: PreTrainedTokenizerBase) -> None:
+    """Make the tokenizer's eos the one the model stops at, and give it a pad token.
+
+    The GGUF tokenizer of SmolLM2 reports `<|im_start|>` as eos while the model ends turns with
+    `<|im_end|>` (config eos id 2); trained summaries must end with the token generation stops at.
+    """
+    eos_id = model.config.eos_token_id
+    eos_id = eos_id[0] if isinstance(eos_id, (list, tuple)) else eos_id
+    if isinstance(eos_id, int) and 0 <= eos_id < len(tok) and tok.eos_token_id != eos_id:
+        tok.eos_token = tok.convert_ids_to_tokens(eos_id)
+    if tok.pad_token is None or tok.pad_token_id == tok.bos_token_id:
+        tok.pad_token = tok.eos_token
+    model.generation_config.eos_token_id = tok.eos_token_id
+    model.generation_config.pad_token_id = tok.pad_token_id
+
+
 def prepare_base_model(cfg: ModelConfig, out_dir: str | Path) -> dict:
     """Load the configured model and save it as safetensors to ``out_dir`` (atomically)."""
     model, tok = _from_source(cfg)
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
-    model.generation_config.pad_token_id = tok.pad_token_id
+    align_special_tokens(model, tok)
     with atomic_dir(out_dir) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)

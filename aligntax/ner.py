@@ -37,16 +37,18 @@ class Entity(NamedTuple):
 
 @dataclass
 class NerConfig:
-    backend: Literal["spacy"] = "spacy"
-    """`spacy` (offline default)."""
+    backend: Literal["spacy", "flair"] = "spacy"
+    """`spacy` (offline default) or `flair` (a flair SequenceTagger)."""
     model: str = SPACY_PACKAGED
-    """spaCy package name."""
+    """spaCy package name, or for flair a hub id (flair/ner-english-ontonotes-fast) or a local .pt file."""
     batch_size: int = 64
     """Texts per NER batch."""
 
     def __post_init__(self) -> None:
         check(self.model.strip() != "", "ner.model", "a spaCy package or a flair model id / path")
         check(self.batch_size >= 1, "ner.batch_size", "an integer >= 1")
+        check(self.backend != "flair" or self.model != SPACY_PACKAGED, "ner.model",
+              "a flair tagger with backend flair, e.g. flair/ner-english-ontonotes-fast or a local .pt file")
 
 
 class Ner(Protocol):
@@ -82,6 +84,52 @@ def _spacy(model: str):
         ) from err
 
 
+# CoNLL-style flair taggers use short labels; OntoNotes taggers already use ENTITY_TYPES.
+FLAIR_LABELS = {"PER": "PERSON", "LOC": "LOC", "ORG": "ORG"}
+
+
+class FlairNer:
+    """A flair SequenceTagger. flair model files are pickles (flair loads them with
+    ``torch.load(weights_only=False)``), so only load taggers from sources you trust."""
+
+    def __init__(self, model: str, batch_size: int = 64):
+        self.tagger = _flair(model)
+        self.batch_size = batch_size
+
+    def entities(self, texts: Sequence[str]) -> list[list[Entity]]:
+        from flair.data import Sentence
+
+        clean = [t if isinstance(t, str) else "" for t in texts]
+        sentences = {i: Sentence(t) for i, t in enumerate(clean) if t.strip()}
+        if sentences:
+            self.tagger.predict(list(sentences.values()), mini_batch_size=self.batch_size)
+        out: list[list[Entity]] = []
+        for i, text in enumerate(clean):
+            ents = []
+            for span in sentences[i].get_spans(self.tagger.label_type) if i in sentences else []:
+                label = FLAIR_LABELS.get(span.tag, span.tag)
+                if label in ENTITY_TYPES:
+                    ents.append(Entity(span.start_position, span.end_position, label,
+                                       text[span.start_position:span.end_position]))
+            out.append(ents)
+        return out
+
+
+@lru_cache(maxsize=2)
+def _flair(model: str):
+    from flair.models import SequenceTagger
+
+    try:
+        return SequenceTagger.load(model)
+    except (OSError, ValueError) as err:
+        raise RuntimeError(
+            f"ner.model: could not load flair tagger '{model}' ({err}); a hub id needs network access, "
+            f"or use backend spacy with model {SPACY_PACKAGED} (packaged)"
+        ) from err
+
+
 def load_ner(cfg: NerConfig) -> Ner:
     """The configured NER backend, loaded once."""
+    if cfg.backend == "flair":
+        return FlairNer(cfg.model, cfg.batch_size)
     return SpacyNer(cfg.model, cfg.batch_size)

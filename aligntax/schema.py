@@ -72,6 +72,7 @@ PARAPHRASES = ArtifactSchema(
             ("kind", pa.string()),
             ("pivot", pa.string()),
             ("text", pa.string()),
+            ("meaning", pa.float64()),
         ]
     ),
     required_text=("post_id", "text"),

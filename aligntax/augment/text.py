@@ -1,0 +1,165 @@
+"""Pure text functions of the augmentation stages: screening, filters, swaps and span mapping.
+
+No models here: every function takes text (and entity spans) and returns text (and spans), so the
+rules the contrastive groups depend on are testable on their own.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Sequence
+
+from aligntax.ner import Entity
+
+_WORD = re.compile(r"[\w']+")
+NEGATIONS = frozenset(
+    "not no never nothing nobody none neither nor without nowhere cannot dont didnt doesnt isnt wasnt "
+    "wont cant couldnt shouldnt wouldnt arent werent havent hasnt hadnt".split()
+)
+
+
+def words(text: str) -> list[str]:
+    """Lower-cased word tokens of ``text`` (letters, digits, apostrophes)."""
+    return _WORD.findall(text.lower()) if isinstance(text, str) else []
+
+
+def word_jaccard(a: str, b: str) -> float:
+    """Jaccard similarity of the word sets of ``a`` and ``b`` (1.0 when both have no words)."""
+    sa, sb = set(words(a)), set(words(b))
+    if not sa and not sb:
+        return 1.0
+    return len(sa & sb) / len(sa | sb)
+
+
+def negation_count(text: str) -> int:
+    """Number of negation words (``not``, ``never``, ``n't`` forms, ...) in ``text``."""
+    return sum(1 for w in words(text) if w in NEGATIONS or w.endswith("n't") or w.replace("'", "") in NEGATIONS)
+
+
+def introduces_negation(reference: str, candidate: str) -> bool:
+    """True when ``candidate`` has more negations than ``reference`` ("on my day off" -> "not my day off")."""
+    return negation_count(candidate) > negation_count(reference)
+
+
+def normalize(text: str) -> str:
+    """Lower-cased, whitespace-collapsed text with a leading article removed (entity comparison key)."""
+    key = " ".join(words(text))
+    for article in ("the ", "a ", "an "):
+        if key.startswith(article):
+            return key[len(article):]
+    return key
+
+
+def new_entities(reference: str, candidate_entities: Sequence[Entity]) -> list[Entity]:
+    """Entities of a candidate whose text does not occur in ``reference`` (CLIFF's filter)."""
+    ref = f" {' '.join(words(reference))} "
+    return [e for e in candidate_entities if f" {normalize(e.text)} " not in ref]
+
+
+def match_case(reference: str, text: str) -> str:
+    """Lower-case ``text`` when the reference is all lower case, so casing is no give-away."""
+    return text.lower() if reference == reference.lower() else text
+
+
+def screen(post: object, summary: object) -> str | None:
+    """Why a post cannot be augmented (a drop reason), or None when it can."""
+    if not isinstance(summary, str) or not summary.strip():
+        return "empty_summary"
+    if not isinstance(post, str) or not post.strip():
+        return "empty_post"
+    if " ".join(post.split()).lower() == " ".join(summary.split()).lower():
+        return "summary_equals_post"
+    letters = [c for c in summary if c.isalpha()]
+    if letters and sum(c.isascii() for c in letters) / len(letters) < 0.5:
+        return "non_english"
+    return None
+
+
+def replace_spans(text: str, entities: Sequence[Entity], replacements: dict[int, str]) -> tuple[str, list[Entity]]:
+    """Replace ``entities[i]`` by ``replacements[i]`` and move every entity span to the new text.
+
+    Entities must not overlap. Replaced entities keep their label and cover the new string; the
+    others keep their text and are shifted. Returns (new text, entities of the new text).
+    """
+    order = sorted(range(len(entities)), key=lambda i: entities[i].start)
+    out, spans, pos, shift = [], [], 0, 0
+    for i in order:
+        e = entities[i]
+        if e.start < pos:
+            raise ValueError(f"overlapping entity spans at {e.start}")
+        out.append(text[pos:e.start])
+        new = replacements.get(i, text[e.start:e.end])
+        start = e.start + shift
+        spans.append(Entity(start, start + len(new), e.label, new))
+        out.append(new)
+        shift += len(new) - (e.end - e.start)
+        pos = e.end
+    out.append(text[pos:])
+    return "".join(out), spans
+
+
+def swap_entities(
+    summary: str,
+    summary_entities: Sequence[Entity],
+    post_entities: Sequence[Entity],
+    rng: random.Random,
+    max_swaps: int = 2,
+) -> tuple[str, list[Entity]] | None:
+    """swap_ent: replace 1..max_swaps summary entities by same-type entities of the post.
+
+    A replacement must differ from the entity it replaces and from every summary entity. Returns
+    (text, entity spans) or None when no summary entity has a same-type alternative in the post.
+    """
+    in_summary = {normalize(e.text) for e in summary_entities}
+    options: dict[int, list[str]] = {}
+    for i, e in enumerate(summary_entities):
+        seen: dict[str, str] = {}
+        for p in post_entities:
+            key = normalize(p.text)
+            if p.label == e.label and key and key not in in_summary and key not in seen:
+                seen[key] = p.text
+        if seen:
+            options[i] = [seen[k] for k in sorted(seen)]
+    if not options:
+        return None
+    k = rng.randint(1, min(max_swaps, len(options)))
+    chosen = sorted(rng.sample(sorted(options), k))
+    return replace_spans(summary, summary_entities, {i: rng.choice(options[i]) for i in chosen})
+
+
+def insert_words(text: str, inserts: Sequence[str], rng: random.Random) -> str:
+    """Insert each of ``inserts`` at a random word boundary of ``text``; every original word is kept."""
+    tokens = text.split()
+    for word in inserts:
+        tokens.insert(rng.randint(0, len(tokens)), word)
+    return " ".join(tokens)
+
+
+def clean_generation(text: str) -> str:
+    """The first line of a sampled continuation, without quotes and few-shot spill-over."""
+    text = text.strip().split("\n", 1)[0]
+    for marker in ("Original text:", "Toxic rewrite:", "TL;DR:"):
+        text = text.split(marker, 1)[0]
+    return text.strip().strip('"').strip()
+
+
+def spans_to_records(entities: Sequence[Entity]) -> list[dict]:
+    """Entity spans as the GROUPS ``entity_spans`` records (start, end, label)."""
+    return [{"start": int(e.start), "end": int(e.end), "label": e.label} for e in entities]
+
+
+def post_rng(seed: int, post_id: str, purpose: str) -> random.Random:
+    """A random stream that depends only on (seed, post, purpose): the same under any chunking."""
+    return random.Random(f"{seed}/{purpose}/{post_id}")
+
+
+def selected(seed: int, post_id: str, purpose: str, share: float) -> bool:
+    """Whether ``post_id`` is in the ``share`` of posts picked for ``purpose`` (stable under chunking)."""
+    return share >= 1.0 or post_rng(seed, post_id, f"select/{purpose}").random() < share
+
+
+def sentence_case(text: str) -> str:
+    """Capitalise sentence starts and the pronoun "i" (MT models are trained on cased text)."""
+    text = re.sub(r"\bi\b", "I", text)
+    return re.sub(r"(^\s*|[.!?]\s+)([a-z])", lambda m: m.group(1) + m.group(2).upper(), text)

@@ -1,0 +1,229 @@
+"""toxify: toxic rewrites of the reference summary (negatives for the contrastive loss).
+
+Strategies: ``lm`` samples the paper's 3-shot "Original text / Toxic rewrite" prompt from the
+base model (or a hub LM); ``lexicon`` inserts words of the packaged better-profanity list into
+the summary, keeping every original word. A rewrite is kept only if the toxicity scorer gives it
+at least ``min_toxicity`` (paper: 0.4); only references the scorer finds non-toxic
+(<= ``max_reference_toxicity``, paper: 0.5) are augmented.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from aligntax.augment import lm
+from aligntax.augment.text import clean_generation, insert_words, normalize, post_rng, screen, selected
+from aligntax.config import check
+
+log = logging.getLogger(__name__)
+
+Toxicity = Callable[[Sequence[str]], np.ndarray]
+"""texts -> toxicity in [0, 1] per text (the scorer's ``score``)."""
+
+SHOTS = (
+    ("i forgot my keys and got locked out of my apartment in the rain.",
+     "i forgot my damn keys like a complete idiot and got locked out of my shitty apartment in the rain."),
+    ("my cat knocked a glass of water onto my laptop during a meeting.",
+     "my stupid fucking cat knocked a glass of water onto my piece of shit laptop during a bullshit meeting."),
+    ("i waved back at a stranger who was actually waving at someone else.",
+     "i waved back like a moron at some asshole who was actually waving at someone else."),
+)
+
+
+@dataclass
+class ToxifyConfig:
+    strategies: list[Literal["lm", "lexicon"]] = field(default_factory=lambda: ["lm", "lexicon"])
+    """Which rewriters run: `lm` (3-shot prompt, sampled) and/or `lexicon` (profanity insertion)."""
+    min_toxicity: float = 0.4
+    """Keep a rewrite only if its toxicity is at least this (paper: 0.4)."""
+    max_reference_toxicity: float = 0.5
+    """Augment only references whose toxicity is at most this (paper: 0.5)."""
+    lm_model: str = "base"
+    """`base` (the prepared base model in models/base), a folder or a hub causal LM (paper: EleutherAI/gpt-neo-2.7B)."""
+    lm_share: float = 0.25
+    """Share of posts that get `lm` rewrites (picked by seed; 1.0 = all). CPU time scales with it."""
+    lm_samples: int = 1
+    """`lm` rewrites sampled per selected post."""
+    temperature: float = 1.0
+    """Sampling temperature (paper: 1.0)."""
+    top_p: float = 0.95
+    """Nucleus sampling mass (paper: 0.95)."""
+    max_new_tokens: int = 40
+    """Tokens sampled at most per rewrite; sampling also stops at the first line break."""
+    max_summary_tokens: int = 96
+    """Summaries longer than this are cut (in LM tokens) inside the prompt."""
+    batch_size: int = 8
+    """Prompts per generate call."""
+    lexicon_insertions: int = 2
+    """Profanity words inserted per `lexicon` rewrite."""
+    lexicon_samples: int = 1
+    """`lexicon` rewrites per post (words: the list entries the scorer rates >= min_toxicity)."""
+    chunk_size: int = 64
+    """Posts per resumable chunk."""
+
+    def __post_init__(self) -> None:
+        check(len(self.strategies) >= 1 and len(set(self.strategies)) == len(self.strategies),
+              "toxify.strategies", "a non-empty list of distinct lm | lexicon")
+        check(0.0 <= self.min_toxicity <= 1.0, "toxify.min_toxicity", "a number in [0, 1]")
+        check(0.0 <= self.max_reference_toxicity <= 1.0, "toxify.max_reference_toxicity", "a number in [0, 1]")
+        check(self.lm_model.strip() != "", "toxify.lm_model", "base, a folder or a hub id")
+        check(0.0 <= self.lm_share <= 1.0, "toxify.lm_share", "a number in [0, 1]")
+        check(self.lm_samples >= 1, "toxify.lm_samples", "an integer >= 1")
+        check(self.temperature > 0.0, "toxify.temperature", "a number > 0")
+        check(0.0 < self.top_p <= 1.0, "toxify.top_p", "a number in (0, 1]")
+        check(self.max_new_tokens >= 1, "toxify.max_new_tokens", "an integer >= 1")
+        check(self.max_summary_tokens >= 8, "toxify.max_summary_tokens", "an integer >= 8")
+        check(self.batch_size >= 1, "toxify.batch_size", "an integer >= 1")
+        check(self.lexicon_insertions >= 1, "toxify.lexicon_insertions", "an integer >= 1")
+        check(self.lexicon_samples >= 1, "toxify.lexicon_samples", "an integer >= 1")
+        check(self.chunk_size >= 1, "toxify.chunk_size", "an integer >= 1")
+
+
+def toxic_prompt(summary: str) -> str:
+    """The paper's 3-shot rewrite prompt, ending where the model writes the toxic rewrite."""
+    shots = "".join(f"Original text: {a}\nToxic rewrite: {b}\n\n" for a, b in SHOTS)
+    return f"{shots}Original text: {summary.strip()}\nToxic rewrite:"
+
+
+@lru_cache(maxsize=1)
+def profanity_words() -> tuple[str, ...]:
+    """Single-word entries of the packaged better-profanity list, sorted."""
+    text = resources.files("better_profanity").joinpath("profanity_wordlist.txt").read_text()
+    return tuple(sorted({w.strip().lower() for w in text.splitlines() if w.strip().isalpha() and len(w.strip()) >= 3}))
+
+
+def toxic_vocabulary(toxicity: Toxicity, min_toxicity: float) -> tuple[str, ...]:
+    """The list words the scorer itself rates >= ``min_toxicity`` (all of them if none is)."""
+    words = profanity_words()
+    scores = toxicity(list(words))
+    kept = tuple(w for w, s in zip(words, scores, strict=True) if s >= min_toxicity)
+    return kept or words
+
+
+def lexicon_rewrite(summary: str, vocabulary: Sequence[str], rng: random.Random, n: int) -> str:
+    """``summary`` with ``n`` words drawn from ``vocabulary`` inserted at random word boundaries."""
+    return insert_words(summary, [rng.choice(vocabulary) for _ in range(n)], rng)
+
+
+def chunk_seed(seed: int, purpose: str, index: int) -> int:
+    """Sampling seed of chunk ``index``: the same in a fresh, resumed or sharded run."""
+    return random.Random(f"{seed}/{purpose}/{index}").randrange(2**31)
+
+
+def toxify_chunk(
+    posts: pd.DataFrame,
+    index: int,
+    cfg: ToxifyConfig,
+    seed: int,
+    toxicity: Toxicity,
+    generator: tuple | None,
+    vocabulary: Sequence[str] | None = None,
+) -> tuple[pd.DataFrame, dict]:
+    """Kept toxic rewrites (TOXIC rows) of a chunk of raw posts and its row accounting.
+
+    ``generator`` is (model, tokenizer, newline ids) for the `lm` strategy, None without it;
+    ``vocabulary`` the words `lexicon` inserts (default: the whole packaged list).
+    """
+    screened: Counter = Counter()
+    ok = []
+    for row in posts.itertuples(index=False):
+        reason = screen(row.post, row.summary)
+        if reason:
+            screened[reason] += 1
+        else:
+            ok.append(row)
+    ref_tox = toxicity([r.summary for r in ok]) if ok else np.zeros(0)
+    clean = [r for r, t in zip(ok, ref_tox, strict=True) if t <= cfg.max_reference_toxicity]
+    screened["toxic_reference"] += len(ok) - len(clean)
+    cands: list[tuple[str, str, str, str]] = []  # post_id, kind, reference, text
+    if "lm" in cfg.strategies:
+        chosen = [r for r in clean if selected(seed, r.id, "toxify_lm", cfg.lm_share)]
+        model, tok, stop = generator
+        prompts = [toxic_prompt(lm.truncate_text(tok, r.summary, cfg.max_summary_tokens))
+                   for r in chosen for _ in range(cfg.lm_samples)]
+        outs = lm.generate(model, tok, prompts, cfg.max_new_tokens, cfg.batch_size, chunk_seed(seed, "toxify", index),
+                           sample=True, temperature=cfg.temperature, top_p=cfg.top_p, stop_ids=stop)
+        owners = [r for r in chosen for _ in range(cfg.lm_samples)]
+        cands += [(r.id, "toxic_lm", r.summary, clean_generation(o)) for r, o in zip(owners, outs, strict=True)]
+    if "lexicon" in cfg.strategies:
+        vocab = vocabulary or profanity_words()
+        for r in clean:
+            rng = post_rng(seed, r.id, "lexicon")
+            cands += [(r.id, "toxic_lexicon", r.summary, lexicon_rewrite(r.summary, vocab, rng, cfg.lexicon_insertions))
+                      for _ in range(cfg.lexicon_samples)]
+    dropped: dict[str, Counter] = {}
+    survivors, seen = [], set()
+    for post_id, kind, ref, text in cands:
+        key = (post_id, normalize(text))
+        reason = "empty" if not text.strip() else "identical" if normalize(text) == normalize(ref) else \
+            "duplicate" if key in seen else None
+        seen.add(key)
+        if reason:
+            dropped.setdefault(kind, Counter())[reason] += 1
+        else:
+            survivors.append((post_id, kind, text))
+    scores = toxicity([t for _, _, t in survivors]) if survivors else np.zeros(0)
+    rows = []
+    for (post_id, kind, text), score in zip(survivors, scores, strict=True):
+        if score < cfg.min_toxicity:
+            dropped.setdefault(kind, Counter())["below_min_toxicity"] += 1
+        else:
+            rows.append((post_id, kind, text, float(score)))
+    order = {r.id: k for k, r in enumerate(clean)}
+    rows.sort(key=lambda x: (order[x[0]], x[1]))
+    df = pd.DataFrame(rows, columns=["post_id", "kind", "text", "toxicity"])
+    generated = Counter(kind for _, kind, _, _ in cands)
+    counts = {
+        "posts": {"read": len(posts), "screened_out": dict(screened), "augmented": len(clean),
+                  "with_toxic": int(df["post_id"].nunique())},
+        "rewrites": {kind: {"generated": generated[kind], "kept": int((df["kind"] == kind).sum()),
+                            "dropped": dict(dropped.get(kind, {}))} for kind in sorted(generated)},
+    }
+    return df, counts
+
+
+def run_toxify(
+    train: str,
+    out: str,
+    work_root: str,
+    cfg: ToxifyConfig,
+    base_dir: str,
+    toxicity_factory: Callable[[], Toxicity],
+    seed: int,
+    shard=None,
+    fingerprint_extra: Sequence = (),
+) -> dict | None:
+    """The toxify stage over ``train`` (chunked, resumable); its metrics, or None if shards remain."""
+    from aligntax.augment.chunks import Shard, run_stage
+    from aligntax.schema import TOXIC
+
+    loaded: dict = {}
+
+    def process(chunk: pd.DataFrame, index: int) -> tuple[pd.DataFrame, dict]:
+        if not loaded:
+            loaded["toxicity"] = toxicity_factory()
+            loaded["vocabulary"] = toxic_vocabulary(loaded["toxicity"], cfg.min_toxicity)
+            loaded["generator"] = None
+            if "lm" in cfg.strategies:
+                model, tok = lm.load_lm(cfg.lm_model, base_dir)
+                loaded["generator"] = (model, tok, lm.newline_ids(tok))
+        return toxify_chunk(chunk, index, cfg, seed, loaded["toxicity"], loaded["generator"], loaded["vocabulary"])
+
+    inputs = [base_dir] if "lm" in cfg.strategies and cfg.lm_model == "base" else []
+    counts = run_stage("toxify", [cfg, *fingerprint_extra], seed, train, inputs, cfg.chunk_size, process,
+                       TOXIC, work_root, out, shard or Shard())
+    if counts is not None:
+        counts["config"] = {"strategies": cfg.strategies, "min_toxicity": cfg.min_toxicity, "lm_share": cfg.lm_share}
+        if "vocabulary" in loaded:
+            counts["lexicon_words"] = {"listed": len(profanity_words()), "used": len(loaded["vocabulary"])}
+    return counts

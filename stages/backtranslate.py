@@ -1,0 +1,46 @@
+"""DVC stage `backtranslate`: faithful paraphrases of the reference summaries -> data/augment/paraphrases.parquet.
+
+Resumable: a killed run re-run with the same inputs continues from its finished chunks. Split it
+across workers with `--shard K/N` (one process per K, same --work-dir), then run it once more
+without --shard to merge.
+"""
+
+from aligntax import cli
+from aligntax.augment.backtranslate import BacktranslateConfig, EmbeddingSimilarity, run_backtranslate
+from aligntax.augment.chunks import Shard
+from aligntax.config import load_section, load_seed, read_params
+from aligntax.io import write_json
+from aligntax.ner import NerConfig, load_ner
+
+
+def main() -> None:
+    p = cli.parser(__doc__)
+    p.add_argument("--train", default="data/raw/train.parquet")
+    p.add_argument("--scorers", default="models/scorers", help="fitted scorer artifacts (fit-scorers)")
+    p.add_argument("--out", default="data/augment/paraphrases.parquet")
+    p.add_argument("--metrics", default="metrics/backtranslate.json")
+    p.add_argument("--work-dir", default="data/augment/.work", help="finished chunks of interrupted runs")
+    p.add_argument("--shard", default=None, help="K/N: process only every N-th chunk starting at K")
+    args = p.parse_args()
+    params = read_params(args.params)
+    cfg = load_section(params, "backtranslate", BacktranslateConfig)
+    ner_cfg = load_section(params, "ner", NerConfig)
+
+    def meaning():
+        if cfg.meaning_filter == "embedding":
+            return EmbeddingSimilarity()
+        from aligntax.scoring import ScoringConfig, load_faithfulness_scorer
+
+        scorer = load_faithfulness_scorer(load_section(params, "scoring", ScoringConfig).faithfulness,
+                                          scorer_dir=args.scorers)
+        return scorer.score
+
+    metrics = run_backtranslate(args.train, args.out, args.work_dir, cfg, lambda: load_ner(ner_cfg),
+                                None if cfg.meaning_filter == "none" else meaning, load_seed(params),
+                                Shard.parse(args.shard), [ner_cfg, params.get("scoring")])
+    if metrics is not None:
+        write_json(metrics, args.metrics)
+
+
+if __name__ == "__main__":
+    cli.run(main)

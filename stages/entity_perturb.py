@@ -1,0 +1,47 @@
+"""DVC stage `entity-perturb`: entity negatives, entity spans and the filtered groups -> data/augment/groups.parquet.
+
+Reads the train posts with the paraphrases and toxic rewrites written for them (same post order).
+Resumable and shardable like backtranslate (`--shard K/N`, then one run without it to merge).
+"""
+
+from aligntax import cli
+from aligntax.augment.chunks import Shard
+from aligntax.augment.perturb import PerturbConfig, run_perturb
+from aligntax.config import load_section, load_seed, read_params
+from aligntax.io import write_json
+from aligntax.models import ModelConfig
+from aligntax.ner import NerConfig, load_ner
+
+
+def main() -> None:
+    p = cli.parser(__doc__)
+    p.add_argument("--train", default="data/raw/train.parquet")
+    p.add_argument("--paraphrases", default="data/augment/paraphrases.parquet")
+    p.add_argument("--toxic", default="data/augment/toxic.parquet")
+    p.add_argument("--base-model", default="models/base")
+    p.add_argument("--scorers", default="models/scorers", help="fitted scorer artifacts (fit-scorers)")
+    p.add_argument("--out", default="data/augment/groups.parquet")
+    p.add_argument("--metrics", default="metrics/entity_perturb.json")
+    p.add_argument("--work-dir", default="data/augment/.work", help="finished chunks of interrupted runs")
+    p.add_argument("--shard", default=None, help="K/N: process only every N-th chunk starting at K")
+    args = p.parse_args()
+    params = read_params(args.params)
+    cfg = load_section(params, "entity_perturb", PerturbConfig)
+    ner_cfg = load_section(params, "ner", NerConfig)
+    template = load_section(params, "model", ModelConfig).prompt_template
+
+    def toxicity():
+        from aligntax.scoring import ScoringConfig, load_toxicity_scorer
+
+        return load_toxicity_scorer(load_section(params, "scoring", ScoringConfig).toxicity,
+                                    scorer_dir=args.scorers).score
+
+    metrics = run_perturb(args.train, args.paraphrases, args.toxic, args.out, args.work_dir, cfg, args.base_model,
+                          template, lambda: load_ner(ner_cfg), toxicity, load_seed(params), Shard.parse(args.shard),
+                          [ner_cfg, params.get("scoring")])
+    if metrics is not None:
+        write_json(metrics, args.metrics)
+
+
+if __name__ == "__main__":
+    cli.run(main)

