@@ -80,10 +80,11 @@ def generate(
         batches = [order[i:i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
         for batch in tqdm(batches, desc="generate", unit="batch", disable=len(batches) < 2):
             enc = tokenizer([prompts[i] for i in batch], return_tensors="pt", padding=True)
-            enc = enc.to(model.device)
+            ids, mask = enc["input_ids"].to(model.device), enc["attention_mask"].to(model.device)
             with torch.inference_mode():
-                out = model.generate(**enc, generation_config=gen_cfg, logits_processor=processors)
-            new = out[:, enc["input_ids"].shape[1]:].tolist()
+                out = model.generate(input_ids=ids, attention_mask=mask, generation_config=gen_cfg,
+                                     logits_processor=processors)
+            new = out[:, ids.shape[1]:].tolist()
             for i, ids in zip(batch, new, strict=True):
                 results[i] = _decode(ids, stops, tokenizer)
     finally:
