@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import numpy as np
 import pandas as pd
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
-from sklearn.model_selection import StratifiedKFold, cross_val_predict
+from sklearn.model_selection import StratifiedKFold
 from sklearn.preprocessing import StandardScaler
 
 from aligntax.config import check
@@ -26,6 +27,7 @@ from aligntax.ner import Ner
 from aligntax.scoring.head import LinearHead
 
 log = logging.getLogger(__name__)
+GROUP_SCALE = 10.0
 
 COLUMNS = {
     "toxicity": ("id", "text", "toxic", "source"),
@@ -75,35 +77,73 @@ def split_ids(ids: pd.Series, strata: pd.Series, holdout: float, seed: int) -> t
 
 
 def fit_head(x: np.ndarray, y: np.ndarray, features: list[str], cfg: FitConfig, seed: int,
-             weight: np.ndarray | None = None) -> tuple[LinearHead, dict]:
-    """Standardise + logistic regression; C picked by 5-fold CV ROC-AUC on the fit rows."""
+             weight: np.ndarray | None = None, groups: np.ndarray | None = None) -> tuple[LinearHead, dict]:
+    """Standardise + logistic regression; C picked by 5-fold CV ROC-AUC on the fit rows (fewer folds
+    for a tiny sample), then the
+    slope's scale recalibrated without penalty (Platt) so that 0.5 is a meaningful threshold.
+
+    With ``groups`` (e.g. FRANK CNN/DM, FRANK BBC, synthetic TL;DR), each group gets its own
+    intercept while fitting, so the slopes learn what separates labels *within* a group rather
+    than which group a row came from (XSum is 92% inconsistent and far more abstractive than
+    CNN/DM); the stored intercept is the mean of the group intercepts.
+    """
     scaler = StandardScaler().fit(x)
     z = scaler.transform(x)
-    folds = StratifiedKFold(5, shuffle=True, random_state=seed)
+    names = sorted(set(groups)) if groups is not None else []
+    # Group columns are scaled up so the L2 penalty barely touches the group intercepts.
+    onehot = GROUP_SCALE * np.stack([groups == g for g in names], axis=1) if names else np.zeros((len(y), 0))
+    zg = np.concatenate([z, onehot], axis=1)
+    strata = y if groups is None else np.array([f"{g}/{v}" for g, v in zip(groups, y, strict=True)])
+    if np.unique(strata, return_counts=True)[1].min() < 2:
+        strata = y  # a tiny group: stratify by label only
+    n_splits = int(min(5, np.unique(strata, return_counts=True)[1].min()))
+    if n_splits < 2:
+        raise ValueError(f"too few rows to fit a scorer head: {int(y.sum())} positive of {len(y)}")
+    folds = list(StratifiedKFold(n_splits, shuffle=True, random_state=seed).split(zg, strata))
     cv = {}
     for c in cfg.c_grid:
-        clf = LogisticRegression(C=c, max_iter=5000)
-        pred = cross_val_predict(clf, z, y, cv=folds, method="predict_proba", params={"sample_weight": weight})
-        cv[c] = float(roc_auc_score(y, pred[:, 1], sample_weight=weight))
+        pred = np.zeros(len(y))
+        for tr, te in folds:
+            clf = LogisticRegression(C=c, max_iter=5000, fit_intercept=not names)
+            clf.fit(zg[tr], y[tr], sample_weight=None if weight is None else weight[tr])
+            pred[te] = clf.decision_function(zg[te])
+        cv[c] = float(np.mean([roc_auc_score(y[groups == g], pred[groups == g]) for g in names
+                               if len(set(y[groups == g])) == 2]) if names else roc_auc_score(y, pred))
     best = max(cv, key=lambda c: (cv[c], -c))
-    clf = LogisticRegression(C=best, max_iter=5000).fit(z, y, sample_weight=weight)
+    clf = LogisticRegression(C=best, max_iter=5000, fit_intercept=not names).fit(zg, y, sample_weight=weight)
+    direction = clf.coef_[0][: len(features)]
+    # Platt step: strong L2 shrinks the slope, so refit its scale (and the intercepts) unpenalised.
+    platt = np.concatenate([(z @ direction)[:, None], onehot / GROUP_SCALE], axis=1)
+    cal = LogisticRegression(C=1e6, max_iter=5000, fit_intercept=not names).fit(platt, y, sample_weight=weight)
+    coef = direction * cal.coef_[0][0]
+    group_icpt = cal.coef_[0][1:]
+    intercept = float(group_icpt.mean()) if names else float(cal.intercept_[0])
     scale = np.where(scaler.scale_ > 0, scaler.scale_, 1.0)
-    head = LinearHead(scaler.mean_, scale, clf.coef_[0], float(clf.intercept_[0]), features,
-                      {"C": best, "cv_roc_auc": cv[best], "n_fit": int(len(y))})
+    head = LinearHead(scaler.mean_, scale, coef, intercept, features,
+                      {"C": best, "cv_roc_auc": cv[best], "n_fit": int(len(y)), "groups": names})
     log.info("head fitted: C=%s, 5-fold CV ROC-AUC %.3f on %d rows", best, cv[best], len(y))
-    return head, {"C": best, "cv_roc_auc": {str(k): round(v, 4) for k, v in cv.items()}, "n_fit": int(len(y))}
+    info = {"C": best, "cv_roc_auc": {str(k): round(v, 4) for k, v in cv.items()}, "n_fit": int(len(y))}
+    if names:
+        info["cv_is"] = "mean of per-group ROC-AUC"
+        info["group_intercepts"] = dict(zip(names, np.round(group_icpt, 4).tolist(), strict=True))
+    return head, info
 
 
 def entity_swaps(posts: list[str], summaries: list[str], ner: Ner, seed: int) -> pd.DataFrame:
-    """One swap per summary where possible: a summary entity replaced by a different same-type entity
-    of the post. Columns: index (into the inputs), summary, swapped, label, original, replacement."""
+    """One swap per summary where possible: a summary entity that occurs in the post replaced by a
+    different same-type entity that also occurs in the post.
+
+    Columns: index (into the inputs), summary, swapped, label, original, replacement."""
     rng = np.random.default_rng(seed)
     post_ents, summ_ents = ner.entities(posts), ner.entities(summaries)
     rows = []
     for i, (summary, s_ents, p_ents) in enumerate(zip(summaries, summ_ents, post_ents, strict=True)):
+        post_lower = posts[i].lower()
         options = []
         for e in s_ents:
             norm = e.text.lower().strip()
+            if not re.search(rf"(?<!\w){re.escape(norm)}(?!\w)", post_lower):
+                continue  # the original must occur in the post too, so entity presence cannot tell them apart
             cands = sorted({p.text.strip() for p in p_ents if p.label == e.label and p.text.lower().strip() != norm
                             and norm not in p.text.lower() and p.text.lower().strip() not in norm})
             options += [(e, c) for c in cands]
@@ -166,7 +206,9 @@ def fit_scorers(cfg, ner: Ner, seed: int, tox: pd.DataFrame, frank: pd.DataFrame
     n_syn = 2 * len(swaps)
     w = np.concatenate([np.ones(len(frank_fit)),
                         np.full(n_syn, cfg.fit.synthetic_weight * len(frank_fit) / max(n_syn, 1))])
-    faith_head, faith_info = fit_head(overlap.features(src, summ), y, list(FEATURES), cfg.fit, seed, weight=w)
+    groups = np.array([f"frank_{d}" for d in frank_fit["dataset"]] + ["tldr_swap"] * n_syn)
+    faith_head, faith_info = fit_head(overlap.features(src, summ), y, list(FEATURES), cfg.fit, seed, weight=w,
+                                      groups=groups)
     faith_info["coef"] = dict(zip(FEATURES, np.round(faith_head.coef, 4).tolist(), strict=True))
 
     out_dir.mkdir(parents=True, exist_ok=True)

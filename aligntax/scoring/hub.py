@@ -71,7 +71,11 @@ def class_probs(
     tok, model, texts: Sequence[str], pairs: Sequence[str] | None, batch_size: int, max_length: int,
     activation: Literal["softmax", "sigmoid"],
 ) -> np.ndarray:
-    """Per-label probabilities [N, num_labels]; inputs longer than ``max_length`` are truncated."""
+    """Per-label probabilities [N, num_labels]; inputs longer than ``max_length`` (or than the model
+    accepts) are truncated."""
+    model_max = tok.model_max_length if tok.model_max_length < 100_000 else None
+    model_max = model_max or getattr(model.config, "max_position_embeddings", None) or max_length
+    max_length = min(max_length, model_max)
     out = []
     with torch.inference_mode():
         for i in range(0, len(texts), batch_size):

@@ -9,7 +9,10 @@ Every feature is in [0, 1], higher = better supported, and reads the summary aga
 - ``entity_context``: per summary entity found in the source, the share of the content words
   around it in the summary (+-4 words) that also occur near one of its mentions in the source
   (+-12 words), averaged. An entity swapped for another entity of the source keeps the old
-  entity's neighbours, which sit near the old entity in the source, not near the new one.
+  entity's neighbours, which sit near the old entity in the source, not near the new one;
+- ``entity_proximity``: the graded version of the same check: per summary entity found in the
+  source, the mean over the content words of its summary sentence of exp(-d / 10), d = word
+  distance in the source between that word and the nearest mention of the entity (0 if absent).
 A feature with nothing to measure (no entity, no bigram) is 1.0: no evidence of an error.
 """
 
@@ -23,12 +26,13 @@ from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
 from aligntax.scoring.text import split_sentences
 
-FEATURES = ("unigram", "bigram", "trigram", "sentence", "entity", "entity_context")
+FEATURES = ("unigram", "bigram", "trigram", "sentence", "entity", "entity_context", "entity_proximity")
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 _NUMBER = re.compile(r"\b\d[\d,.]*\b")
 STOP = frozenset(ENGLISH_STOP_WORDS) | {"s", "t", "don't", "i'm", "it's", "tl", "dr"}
 SUMMARY_WINDOW = 4
 SOURCE_WINDOW = 12
+PROXIMITY_SCALE = 10.0
 
 
 def words(text: str) -> list[str]:
@@ -94,6 +98,29 @@ def _entity_context(sum_tokens: list[str], src_tokens: list[str], entities: list
     return float(np.mean(scores)) if scores else 1.0
 
 
+def _entity_proximity(summary: str, src_tokens: list[str], entities: list[list[str]]) -> float:
+    where: dict[str, list[int]] = {}
+    for i, t in enumerate(src_tokens):
+        where.setdefault(t, []).append(i)
+    scores = []
+    for sent in split_sentences(summary):
+        tokens = words(sent)
+        for ent in entities:
+            mentions = np.array(_positions(src_tokens, ent))
+            if not len(mentions) or not _positions(tokens, ent):
+                continue
+            context = sorted({t for t in _content(tokens) if t not in set(ent)})
+            if not context:
+                continue
+            vals = [
+                float(np.exp(-np.abs(np.array(where[w])[:, None] - mentions[None, :]).min() / PROXIMITY_SCALE))
+                if w in where else 0.0
+                for w in context
+            ]
+            scores.append(float(np.mean(vals)))
+    return float(np.mean(scores)) if scores else 1.0
+
+
 def overlap_features(source: str, summary: str, entity_texts: list[str]) -> np.ndarray:
     """The FEATURES vector of one (source, summary) pair; ``entity_texts`` are the summary's entities."""
     src_tokens, sum_tokens = words(source), words(summary)
@@ -109,6 +136,7 @@ def overlap_features(source: str, summary: str, entity_texts: list[str]) -> np.n
         _sentence_support(summary, [set(_content(words(s))) for s in split_sentences(source)]),
         _share([" " + " ".join(e) + " " for e in ents], _Contains(src_text)),
         _entity_context(sum_tokens, src_tokens, ents),
+        _entity_proximity(summary, src_tokens, ents),
     ])
 
 

@@ -29,6 +29,7 @@ from aligntax.scoring.text import check_texts
 log = logging.getLogger(__name__)
 
 OFFLINE_BACKENDS = ("bilstm", "profanity-check", "ensemble")
+BILSTM_BATCH = 2048  # the BiLSTM always runs 100 steps; wide batches amortise the per-step overhead
 
 
 @dataclass
@@ -45,8 +46,8 @@ class ToxicityConfig:
     """hf: allow custom model code (off by default)."""
     max_length: int = 256
     """hf: tokens per text; longer texts are truncated."""
-    batch_size: int = 256
-    """Texts per forward pass."""
+    batch_size: int = 64
+    """hf: texts per forward pass (the BiLSTM runs 2048 at a time)."""
     threshold: float = 0.5
     """A text with score >= threshold counts as toxic (validation's balanced accuracy)."""
     blank_score: float = 0.0
@@ -97,8 +98,8 @@ class BiLstmScorer(_Scorer):
         """(pooled BiLSTM states [N, 100], 6 label probabilities [N, 6]) for non-blank texts."""
         pooled, probs = [], []
         with torch.inference_mode():
-            for i in range(0, len(texts), self.cfg.batch_size):
-                ids = torch.from_numpy(self.tokenizer.encode(texts[i : i + self.cfg.batch_size]))
+            for i in range(0, len(texts), BILSTM_BATCH):
+                ids = torch.from_numpy(self.tokenizer.encode(texts[i : i + BILSTM_BATCH]))
                 p, logits = self.model.features(ids)
                 pooled.append(p.numpy())
                 probs.append(torch.sigmoid(logits).numpy())

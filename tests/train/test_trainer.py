@@ -1,0 +1,140 @@
+"""Real training steps on tiny models: parameters change, loss finite, checkpoints resume, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from aligntax.io import write_parquet
+from aligntax.models import ModelConfig, load_model
+from aligntax.schema import GROUPS, RAW, SchemaError
+from aligntax.train.contrastive import run_contrastive
+from aligntax.train.groups import build_posts
+from aligntax.train.loss import LossConfig
+from aligntax.train.sft import run_sft
+from aligntax.train.trainer import TrainConfig
+
+RAW_ROWS = pd.DataFrame({
+    "id": ["a", "b", "c", "d"],
+    "post": ["i dropped my phone in the toilet at work today and my boss laughed.",
+             "we drove to new york with john and mary for the weekend and got lost.",
+             "my cat knocked over a glass of water on my laptop on monday morning.",
+             "forgot my keys and got locked out in the rain, called my mom in boston."],
+    "summary": ["dropped my phone in the toilet.", "drove to new york with john, got lost.",
+                "cat spilled water on my laptop on monday.", "locked out in the rain."],
+    "subreddit": ["tifu"] * 4, "title": ["t"] * 4,
+})
+
+
+def _span(text, word, label="GPE"):
+    start = text.index(word)
+    return [{"start": start, "end": start + len(word), "label": label}]
+
+
+def _groups():
+    rows = [
+        ("a", "positive", "reference", "dropped my phone in the toilet.", [], 0.01),
+        ("a", "positive", "backtranslation", "my phone fell in the toilet.", [], 0.02),
+        ("a", "negative", "toxic_lm", "dropped my stupid phone in the damn toilet, idiot.", [], 0.93),
+        ("a", "negative", "swap_ent", "dropped my laptop in the toilet.", [], float("nan")),
+        ("b", "positive", "reference", "drove to new york with john, got lost.",
+         _span("drove to new york with john, got lost.", "new york"), 0.0),
+        ("b", "positive", "backtranslation", "went to new york with john and got lost.",
+         _span("went to new york with john and got lost.", "new york"), 0.01),
+        ("b", "negative", "swap_ent", "drove to boston with john, got lost.",
+         _span("drove to boston with john, got lost.", "boston"), 0.05),
+        ("c", "positive", "reference", "cat spilled water on my laptop on monday.", [], 0.0),
+        ("c", "negative", "toxic_lm", "stupid cat ruined my laptop.", [], 0.8),  # 1 positive only
+        ("zz", "positive", "reference", "unknown post.", [], 0.0),
+    ]
+    return pd.DataFrame(rows, columns=["post_id", "role", "kind", "text", "entity_spans", "toxicity"])
+
+
+MC = ModelConfig(prompt_template="post: {post} tl;dr:")
+CFG = dict(n_posts=0, epochs=1, grad_accum=2, lr=1e-2, warmup_ratio=0.0, logging_steps=1, max_prompt_tokens=40)
+
+
+def test_build_posts_rules():
+    posts, counts = build_posts(RAW_ROWS, _groups(), max_variants=8)
+    assert [p.post_id for p in posts] == ["a", "b", "c", "d"]
+    assert [p.contrastive for p in posts] == [True, True, False, False]
+    assert counts["posts_too_few_positives"] == 1 and counts["posts_without_group"] == 1
+    assert counts["group_rows_unknown_post"] == 1 and counts["nan_toxicity"] == 1
+    assert posts[1].variants[0].spans == [(9, 17)]  # reference spans taken from the group
+    assert [v.positive for v in posts[0].variants] == [True, True, False, False]
+    assert len(posts[2].variants) == 1  # CE only
+    capped, counts = build_posts(RAW_ROWS, _groups(), max_variants=3)
+    assert len(capped[0].variants) == 3 and counts["variants_capped"] == 1
+
+
+def _changed(before, model):
+    after = dict(model.named_parameters())
+    return [n for n, p in before.items() if not torch.equal(p, after[n].detach())]
+
+
+def test_sft_step_changes_parameters(tiny_llama_dir, tmp_path):
+    base = load_model(tiny_llama_dir, dtype="float32")
+    before = {n: p.detach().clone() for n, p in base.named_parameters()}
+    cfg = TrainConfig(**CFG, trainable="top_layers", top_layers=1)
+    metrics = run_sft(tiny_llama_dir, RAW_ROWS[["post", "summary"]], cfg, MC, tmp_path / "sft", 0,
+                      live_dir=tmp_path / "live")
+    assert metrics["steps"] == 2 and metrics["rows"]["kept"] == 4
+    assert torch.isfinite(torch.tensor(metrics["train_loss"]))
+    trained = load_model(tmp_path / "sft", dtype="float32")
+    changed = _changed(before, trained)
+    assert any("layers.1." in n for n in changed) and not any("layers.0." in n for n in changed)
+    assert not (tmp_path / "sft" / "contrastive_head.safetensors").exists()
+    assert (tmp_path / "live" / "plots" / "metrics" / "train" / "ce.tsv").is_file()
+
+
+@pytest.mark.parametrize("trainable", ["full", "lora"])
+def test_contrastive_step_changes_parameters_and_logs(trainable, tiny_gpt2_dir, tmp_path):
+    base = load_model(tiny_gpt2_dir, dtype="float32")
+    before = {n: p.detach().clone() for n, p in base.named_parameters()}
+    cfg = TrainConfig(**CFG, trainable=trainable)
+    metrics = run_contrastive(tiny_gpt2_dir, RAW_ROWS, _groups(), cfg, LossConfig(scale="dynamic", temperature=0.5),
+                              MC, tmp_path / "cl", 0)
+    assert metrics["rows"]["posts_contrastive"] == 2
+    assert metrics["l_cl_first"] > 0 and metrics["w_mean"] > 1.0
+    assert torch.isfinite(torch.tensor(metrics["train_loss"]))
+    trained = load_model(tmp_path / "cl", dtype="float32")
+    assert len(_changed(before, trained)) > 0
+    head = load_file(tmp_path / "cl" / "contrastive_head.safetensors")
+    assert head["net.0.weight"].shape == (32, 32)
+    assert not any("contrastive_head" in k for k in load_file(tmp_path / "cl" / "model.safetensors"))
+
+
+def test_checkpoint_and_resume(tiny_llama_dir, tmp_path):
+    cfg = TrainConfig(**(CFG | {"grad_accum": 1}), trainable="full", save_steps=2)
+    ckpt = tmp_path / "ckpt"
+    run_sft(tiny_llama_dir, RAW_ROWS[["post", "summary"]], cfg, MC, tmp_path / "m1", 0, checkpoint_dir=ckpt)
+    assert (ckpt / "checkpoint-2" / "model.safetensors").is_file()
+    state = json.loads((ckpt / "checkpoint-4" / "trainer_state.json").read_text())
+    assert state["global_step"] == 4
+    resumed = TrainConfig(**(CFG | {"grad_accum": 1, "epochs": 2}), trainable="full", save_steps=2, resume=True)
+    metrics = run_sft(tiny_llama_dir, RAW_ROWS[["post", "summary"]], resumed, MC, tmp_path / "m2", 0,
+                      checkpoint_dir=ckpt)
+    assert metrics["resumed"] and metrics["steps"] == 8
+
+
+def test_bad_groups_file_is_one_clear_error(tmp_path):
+    from aligntax.io import read_parquet
+
+    bad = _groups().drop(columns="role")
+    bad.to_parquet(tmp_path / "groups.parquet")
+    with pytest.raises(SchemaError, match="column 'role' is missing"):
+        read_parquet(tmp_path / "groups.parquet", GROUPS)
+    write_parquet(RAW_ROWS, tmp_path / "train.parquet", RAW)
+
+
+def test_no_valid_group_is_an_error(tiny_llama_dir, tmp_path):
+    groups = _groups()
+    groups = groups[groups["role"] == "positive"]
+    with pytest.raises(ValueError, match="no post has a valid contrastive group"):
+        run_contrastive(tiny_llama_dir, RAW_ROWS, groups, TrainConfig(**CFG), LossConfig(), MC,
+                        tmp_path / "cl", 0)
+    assert not (tmp_path / "cl").exists()
