@@ -4,13 +4,13 @@ Every training example that mentions a gender, race or religion attribute word g
 counterfactual twin with the words swapped two-sidedly (he <-> she, jewish -> christian ->
 muslim -> jewish), in the post and the summary alike; the model is then fine-tuned on the
 originals plus the twins with the same trainer and budget as `sft`. Each twin follows its
-original, so the first ``train.n_posts`` rows (what ``run_sft`` trains on) hold both sides and
-CDA costs exactly the optimizer steps of `sft`.
+original, and CDA trains on as many rows as `sft` (``train.n_posts``, or the whole train split):
+the first posts with their twins, at exactly the optimizer steps of `sft`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
@@ -71,12 +71,10 @@ def run_cda(
     base_dir: str | Path, raw: pd.DataFrame, cfg: CdaConfig, train_cfg: TrainConfig, model_cfg: ModelConfig,
     out_dir: str | Path, seed: int,
 ) -> dict:
-    """Augment the training posts, then ``run_sft`` on the first ``train.n_posts`` rows (same steps as `sft`)."""
-    examples = raw[["post", "summary"]]
-    if train_cfg.n_posts:
-        examples = examples.iloc[: train_cfg.n_posts]
-    augmented, stats = augment(examples, cfg)
-    trained = augmented.iloc[: train_cfg.n_posts] if train_cfg.n_posts else augmented
+    """Augment the training posts, then ``run_sft`` on as many rows as `sft` trains on (same steps)."""
+    limit = train_cfg.n_posts or len(raw)  # the rows `sft` trains on
+    augmented, stats = augment(raw[["post", "summary"]].iloc[:limit], cfg)
+    trained = augmented.iloc[:limit]
     stats |= {"rows_trained": len(trained), "counterfactual_rows_trained": int(trained["counterfactual"].sum())}
-    metrics = run_sft(base_dir, augmented[["post", "summary"]], train_cfg, model_cfg, out_dir, seed)
+    metrics = run_sft(base_dir, trained[["post", "summary"]], replace(train_cfg, n_posts=0), model_cfg, out_dir, seed)
     return {"cda": stats, **metrics}

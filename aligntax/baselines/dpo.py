@@ -37,10 +37,10 @@ class DpoConfig:
     """Kinds of negatives of the groups artifact used as rejected summaries."""
     max_pairs_per_post: int = 1
     """(chosen, rejected) pairs per post, a seeded sample of its negatives."""
-    n_posts: int = 32
+    n_posts: int = 64
     """Posts trained on (first n of the train split; 0 = `train.n_posts`). A DPO example costs ~1.75
-    `sft` examples on CPU (policy and frozen reference each read chosen and rejected), so 32 posts
-    keep DPO within the `sft` wall-time budget."""
+    `sft` examples on CPU (policy and frozen reference each read chosen and rejected), so 64 of the
+    default 128 posts keep DPO within the `sft` wall-time budget."""
 
     def __post_init__(self) -> None:
         check(self.beta > 0, "dpo.beta", "a number > 0")

@@ -1,0 +1,111 @@
+"""Evaluating one method: generate summaries of the eval posts, then score them.
+
+``generate_method`` loads the method's model once and summarises the first ``n_posts`` eval
+posts with the decoding ``decoding_setup`` gives; ``score_method`` turns the generations into
+per-post scores and the metrics JSON with scorers loaded once by ``load_scorers``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from aligntax.config import check
+from aligntax.evaluate.generate import GenerateConfig, generate
+from aligntax.evaluate.methods import decoding_setup
+from aligntax.evaluate.metrics import EntityFinder, MetricsConfig, PairScorer, TextScorer, score_posts, summarize
+from aligntax.evaluate.patterns import PatternConfig
+from aligntax.models import load_model, load_tokenizer
+
+log = logging.getLogger(__name__)
+
+METHOD_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+
+
+@dataclass
+class EvaluateConfig:
+    n_posts: int = 24
+    """Eval posts summarised per method: the first n of data/raw/eval.parquet (0 = all)."""
+    generate: GenerateConfig = field(default_factory=GenerateConfig)
+    """Greedy decoding settings."""
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    """Toxicity threshold and bootstrap settings."""
+    patterns: PatternConfig = field(default_factory=PatternConfig)
+    """Output-pattern rules (aligntax/evaluate/patterns.py)."""
+
+    def __post_init__(self) -> None:
+        check(self.n_posts >= 0, "evaluate.n_posts", "an integer >= 0 (0 = all eval posts)")
+
+
+@dataclass
+class Scorers:
+    toxicity: TextScorer
+    """score(texts) -> toxicity in [0, 1]."""
+    faithfulness: PairScorer
+    """score(posts, summaries) -> faithfulness in [0, 1]."""
+    ner: EntityFinder
+    """entities(texts) -> per text a list of Entity."""
+    similarity: PairScorer
+    """score(posts, summaries) -> embedding cosine, for the non-sequitur pattern."""
+
+
+def check_method(method: str) -> str:
+    if not METHOD_NAME.match(method):
+        raise ValueError(f"--method {method!r}: use lower-case letters, digits, '_' or '-' (it names files)")
+    return method
+
+
+def select_posts(evals: pd.DataFrame, n_posts: int) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The first ``n_posts`` eval posts (all when 0) and the row accounting."""
+    kept = evals if n_posts == 0 else evals.head(n_posts)
+    rows = {"read": len(evals), "kept": len(kept), "dropped": {"beyond_n_posts": len(evals) - len(kept)}}
+    return kept.reset_index(drop=True), rows
+
+
+def generate_method(
+    method: str, model_dir: str | Path, evals: pd.DataFrame, cfg: EvaluateConfig, prompt_template: str,
+    params: dict[str, Any],
+) -> pd.DataFrame:
+    """Summaries of ``evals`` by the model in ``model_dir``: GENERATIONS columns + finished, n_tokens."""
+    tokenizer = load_tokenizer(model_dir)
+    model = load_model(model_dir, dtype="float32")
+    model, processors, prefix = decoding_setup(method, model, tokenizer, params)
+    gens = generate(model, tokenizer, evals["post"].tolist(), prompt_template, cfg.generate, processors, prefix)
+    return pd.DataFrame({
+        "post_id": evals["id"].to_numpy(),
+        "method": method,
+        "post": evals["post"].to_numpy(),
+        "reference": evals["summary"].to_numpy(),
+        "generation": [g.text for g in gens],
+        "finished": [g.finished for g in gens],
+        "n_tokens": [g.n_tokens for g in gens],
+    })
+
+
+def score_method(generations: pd.DataFrame, scorers: Scorers, cfg: EvaluateConfig, seed: int) -> tuple[pd.DataFrame, dict]:
+    """Per-post scores (SCORES columns) and the summary metrics of one method's generations."""
+    scores = score_posts(generations, scorers.toxicity, scorers.faithfulness, scorers.ner, scorers.similarity, cfg.patterns)
+    scores.insert(1, "method", generations["method"].to_numpy())
+    return scores, summarize(scores, cfg.metrics, seed)
+
+
+def load_scorers(params: dict[str, Any], cfg: EvaluateConfig, scorer_dir: str | Path) -> Scorers:
+    """The real scorers named in params.yaml (sections scoring, ner, evaluate.patterns)."""
+    from aligntax.config import load_section
+    from aligntax.evaluate.similarity import EmbeddingSimilarity
+    from aligntax.ner import NerConfig, load_ner
+    from aligntax.scoring import ScoringConfig, load_faithfulness_scorer, load_toxicity_scorer
+
+    scoring = load_section(params, "scoring", ScoringConfig)
+    ner_cfg = load_section(params, "ner", NerConfig)
+    return Scorers(
+        toxicity=load_toxicity_scorer(scoring.toxicity, scorer_dir=str(scorer_dir)),
+        faithfulness=load_faithfulness_scorer(scoring.faithfulness, scorer_dir=str(scorer_dir), ner_cfg=ner_cfg),
+        ner=load_ner(ner_cfg),
+        similarity=EmbeddingSimilarity(cfg.patterns.embedder),
+    )

@@ -1,0 +1,95 @@
+"""The comparison report: a markdown table and a toxicity x faithfulness scatter (PNG)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from aligntax.evaluate.patterns import PATTERNS
+from aligntax.io import write_atomic
+from aligntax.report.compare import verdict
+
+
+def _ci(mean: float, low: float, high: float, signed: bool = False) -> str:
+    fmt = "{:+.3f}" if signed else "{:.3f}"
+    return f"{fmt.format(mean)} [{fmt.format(low)}, {fmt.format(high)}]"
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.0f}%"
+
+
+def markdown(table: pd.DataFrame, reference: str, confidence: float, png_name: str | None) -> str:
+    """reports/comparison.md: the main table (deltas vs the reference with CIs) and the patterns."""
+    level = f"{100 * confidence:g}%"
+    n = int(table["n"].min())
+    lines = [
+        "# Comparing methods",
+        "",
+        f"{n} eval posts per method, greedy decoding. Deltas are against `{reference}` on the same posts, "
+        f"with {level} paired bootstrap intervals; the alignment tax is a negative Δ faithfulness.",
+        "",
+        f"| method | toxicity [{level} CI] | Δ toxicity | faithfulness [{level} CI] | Δ faithfulness | "
+        "toxic ≥ thr. | entity halluc. | ROUGE-1/2/L | words | verdict |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for _, r in table.iterrows():
+        cells = [
+            f"`{r['method']}`",
+            _ci(r["toxicity"], r["toxicity_low"], r["toxicity_high"]),
+            _ci(r["d_toxicity"], r["d_toxicity_low"], r["d_toxicity_high"], signed=True),
+            _ci(r["faithfulness"], r["faithfulness_low"], r["faithfulness_high"]),
+            _ci(r["d_faithfulness"], r["d_faithfulness_low"], r["d_faithfulness_high"], signed=True),
+            _pct(r["share_toxic"]),
+            f"{r['entity_hallucination']:.2f}",
+            f"{r['rouge1']:.3f} / {r['rouge2']:.3f} / {r['rougeL']:.3f}",
+            f"{r['mean_words']:.1f}",
+            verdict(r, reference),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "## Output patterns (share of generations)",
+        "",
+        "| method | " + " | ".join(p.replace("_", " ") for p in PATTERNS) + " |",
+        "|---|" + "---|" * len(PATTERNS),
+    ]
+    for _, r in table.iterrows():
+        lines.append(f"| `{r['method']}` | " + " | ".join(_pct(r[p]) for p in PATTERNS) + " |")
+    if png_name:
+        lines += ["", "## Trade-off", "", f"![toxicity x faithfulness]({png_name})"]
+    lines += [
+        "",
+        "Definitions: aligntax/evaluate/patterns.py (patterns) and aligntax/evaluate/metrics.py "
+        "(empty outputs score toxicity 0 and faithfulness 0 by rule; entity hallucination = share of "
+        "summary entities absent from the post).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def tradeoff_png(table: pd.DataFrame, reference: str, path: str | Path) -> None:
+    """Scatter of mean toxicity (x) against mean faithfulness (y) with CIs, written atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.8), dpi=100)
+    for _, r in table.iterrows():
+        is_ref = r["method"] == reference
+        ax.errorbar(
+            r["toxicity"], r["faithfulness"],
+            xerr=[[r["toxicity"] - r["toxicity_low"]], [r["toxicity_high"] - r["toxicity"]]],
+            yerr=[[r["faithfulness"] - r["faithfulness_low"]], [r["faithfulness_high"] - r["faithfulness"]]],
+            fmt="s" if is_ref else "o", color="black" if is_ref else None, capsize=3, alpha=0.9,
+        )
+        ax.annotate(r["method"], (r["toxicity"], r["faithfulness"]), textcoords="offset points", xytext=(5, 5))
+    ax.set_xlabel("toxicity (mean, lower is better)")
+    ax.set_ylabel("faithfulness (mean, higher is better)")
+    ax.set_title(f"Toxicity x faithfulness ({int(table['n'].min())} eval posts, reference: {reference})")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", metadata={"Software": None}))
+    plt.close(fig)

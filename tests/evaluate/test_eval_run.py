@@ -1,0 +1,122 @@
+"""The evaluate stage end to end on a tiny model with fake scorers (the real ones are tested in tests/scoring)."""
+
+import json
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from aligntax.config import ConfigError, load_section
+from aligntax.evaluate.methods import decoding_setup
+from aligntax.evaluate.run import EvaluateConfig, Scorers, check_method, select_posts
+from aligntax.io import read_parquet, write_parquet
+from aligntax.models import load_model, load_tokenizer
+from aligntax.schema import GENERATIONS, RAW, SCORES
+from stages import evaluate as stage
+
+
+class Const:
+    def __init__(self, value: float):
+        self.value = value
+
+    def score(self, *args):
+        return np.full(len(args[-1]), self.value)
+
+
+class NoEntities:
+    def entities(self, texts):
+        return [[] for _ in texts]
+
+
+def fake_scorers(*_args, **_kwargs) -> Scorers:
+    return Scorers(toxicity=Const(0.25), faithfulness=Const(0.5), ner=NoEntities(), similarity=Const(0.9))
+
+
+@pytest.fixture
+def eval_file(tmp_path):
+    rows = [
+        {"id": f"p{i}", "post": text, "summary": "got lost on the way", "subreddit": "tifu", "title": None}
+        for i, text in enumerate([
+            "we drove to new york with john and mary and got lost.",
+            "i dropped my phone in the toilet at work today.",
+            "my cat knocked over a glass of water on my laptop.",
+            "i forgot my keys and got locked out in the rain.",
+        ])
+    ]
+    path = tmp_path / "eval.parquet"
+    write_parquet(pd.DataFrame(rows), path, RAW)
+    return path
+
+
+def _params(tmp_path, **evaluate):
+    params = {"seed": 0, "model": {"prompt_template": "post: {post} tl;dr:"},
+              "evaluate": {"n_posts": 3, "generate": {"max_new_tokens": 4, "batch_size": 2}, **evaluate}}
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+def _run(monkeypatch, tmp_path, params, model_dir, eval_file, method="sft"):
+    out = tmp_path / "out"
+    argv = ["evaluate", "--params", str(params), "--method", method, "--model", str(model_dir), "--eval", str(eval_file),
+            "--generations", str(out / "gen.parquet"), "--scores", str(out / "scores.parquet"),
+            "--metrics", str(out / "m.json")]
+    monkeypatch.setattr(sys, "argv", argv)
+    monkeypatch.setattr(stage, "load_scorers", fake_scorers)
+    stage.main()
+    return out
+
+
+def test_evaluate_stage_writes_generations_scores_and_metrics(monkeypatch, tmp_path, tiny_llama_dir, eval_file):
+    out = _run(monkeypatch, tmp_path, _params(tmp_path), tiny_llama_dir, eval_file)
+    gens = read_parquet(out / "gen.parquet", GENERATIONS)
+    scores = read_parquet(out / "scores.parquet", SCORES)
+    assert gens["post_id"].tolist() == ["p0", "p1", "p2"] and (gens["method"] == "sft").all()
+    assert scores["n_tokens"].between(0, 4).all()
+    m = json.loads((out / "m.json").read_text())
+    assert m["method"] == "sft" and m["n"] == 3
+    assert m["rows"] == {"read": 4, "kept": 3, "dropped": {"beyond_n_posts": 1}}
+    empty = scores["empty"].to_numpy()
+    assert m["toxicity"]["mean"] == pytest.approx(0.25 * (~empty).mean())  # empty outputs score 0 by rule
+    assert m["faithfulness"]["mean"] == pytest.approx(0.5 * (~empty).mean())
+    first = (out / "m.json").read_bytes(), (out / "gen.parquet").read_bytes()
+    _run(monkeypatch, tmp_path, _params(tmp_path), tiny_llama_dir, eval_file)
+    assert ((out / "m.json").read_bytes(), (out / "gen.parquet").read_bytes()) == first  # deterministic
+
+
+def test_missing_model_fails_before_anything_is_written(monkeypatch, tmp_path, eval_file):
+    with pytest.raises(FileNotFoundError, match="config.json missing"):
+        _run(monkeypatch, tmp_path, _params(tmp_path), tmp_path / "models" / "nope", eval_file)
+    assert not (tmp_path / "out").exists()
+
+
+def test_wrong_eval_schema_is_one_clear_error(monkeypatch, tmp_path, tiny_llama_dir):
+    bad = tmp_path / "bad.parquet"
+    pd.DataFrame({"id": ["a"], "text": ["x"]}).to_parquet(bad)
+    with pytest.raises(ValueError, match="column 'post' is missing"):
+        _run(monkeypatch, tmp_path, _params(tmp_path), tiny_llama_dir, bad)
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_params_and_method_names(tmp_path):
+    with pytest.raises(ConfigError, match="evaluate.generate.batch_size"):
+        load_section({"evaluate": {"generate": {"batch_size": 0}}}, "evaluate", EvaluateConfig)
+    with pytest.raises(ConfigError, match="unknown key 'evaluate.n_post'"):
+        load_section({"evaluate": {"n_post": 3}}, "evaluate", EvaluateConfig)
+    with pytest.raises(ValueError, match="--method"):
+        check_method("../sft")
+
+
+def test_select_posts_all_when_zero():
+    df = pd.DataFrame({"id": ["a", "b"]})
+    kept, rows = select_posts(df, 0)
+    assert len(kept) == 2 and rows["dropped"]["beyond_n_posts"] == 0
+
+
+@pytest.mark.parametrize("method", ["base", "sft", "contrastive"])
+def test_weight_methods_decode_unchanged(tiny_llama_dir, method):
+    model, tok = load_model(tiny_llama_dir), load_tokenizer(tiny_llama_dir)
+    got_model, processors, prefix = decoding_setup(method, model, tok, {})
+    assert got_model is model and processors is None and prefix == ""
