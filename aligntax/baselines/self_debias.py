@@ -31,7 +31,7 @@ SCHICK_PREFIXES = (
 
 @dataclass
 class SelfDebiasConfig:
-    prefixes: list[str] = field(default_factory=lambda: [SCHICK_PREFIXES[0], SCHICK_PREFIXES[5]])
+    prefixes: list[str] = field(default_factory=lambda: [SCHICK_PREFIXES[0]])
     """Toxicity-inducing prefixes; each costs one extra decoding pass (paper: all six of SCHICK_PREFIXES)."""
     decay_constant: float = 50.0
     """lambda: how hard a token the prefixes promote is pushed down (paper: 50)."""

@@ -24,7 +24,7 @@ def test_shipped_params_build_every_decoding_method(tiny_llama_dir):
         instructive.PAPER_PREFIX + "Post: hi TL;DR:")
     same, procs, prefix = self_debias.decoding(model, tok, params)
     assert same is model and prefix == "" and len(procs) == 1
-    assert procs[0].cfg.prefixes == [self_debias.SCHICK_PREFIXES[0], self_debias.SCHICK_PREFIXES[5]]
+    assert procs[0].cfg.prefixes == [self_debias.SCHICK_PREFIXES[0]]
 
 
 @pytest.mark.parametrize("method", ["self_debias", "instructive", "inlp", "sentence_debias", "cda", "dpo"])
