@@ -1,4 +1,5 @@
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Literal
 
 import pytest
@@ -8,7 +9,8 @@ from aligntax.data.download import DataConfig
 from aligntax.models import ModelConfig
 from aligntax.ner import NerConfig
 from aligntax.train.loss import LossConfig
-from conftest import ROOT
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass

@@ -1,5 +1,6 @@
 import subprocess
 import sys
+from pathlib import Path
 
 import datasets
 import pandas as pd
@@ -15,7 +16,9 @@ from aligntax.data.download import (
     sentence_spans,
     truncate_at_sentence,
 )
-from conftest import ROOT, SAMPLE
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLE = ROOT / "data" / "sample"
 
 
 def test_sentence_spans_and_truncation_at_boundary():
