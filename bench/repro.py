@@ -1,0 +1,85 @@
+"""Time a whole `dvc repro`: wall seconds per stage and in total. Prints numbers.
+
+    python bench/repro.py               # fresh clone of HEAD in a temp folder: every stage runs
+    python bench/repro.py --in-place -f # this workspace, `dvc repro -f` (its artifacts are kept)
+
+The fresh clone is what a new user gets after `git clone` (empty DVC cache, no models/): it shares
+this checkout's .venv through a symlink and is deleted afterwards unless --keep. A stage's time
+runs from its "Running stage" line to the next stage's (the last one ends with dvc). The 1-minute
+load average is printed before and after, since other processes on a 2-core machine slow every stage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+STAGE_LINE = re.compile(r"^Running stage '([^']+)'")
+
+
+def run_timed(cmd: list[str], cwd: Path, log_path: Path) -> tuple[list[tuple[str, float]], float, int]:
+    """Run ``cmd``, tee its output to ``log_path``; (stage, seconds) in order, total seconds, exit code."""
+    env = dict(os.environ, PATH=f"{ROOT / '.venv' / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
+               PYTHONUNBUFFERED="1")
+    starts: list[tuple[str, float]] = []
+    t0 = time.perf_counter()
+    with open(log_path, "w") as log, subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE,
+                                                      stderr=subprocess.STDOUT, text=True) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            log.write(line)
+            log.flush()
+            m = STAGE_LINE.match(line)
+            if m:
+                now = time.perf_counter() - t0
+                starts.append((m.group(1), now))
+                print(f"[{now / 60:5.1f} min] {m.group(1)}", flush=True)
+        code = proc.wait()
+    total = time.perf_counter() - t0
+    ends = [s for _, s in starts[1:]] + [total]
+    return [(name, end - start) for (name, start), end in zip(starts, ends, strict=True)], total, code
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--in-place", action="store_true", help="run in this workspace instead of a fresh clone")
+    p.add_argument("--keep", action="store_true", help="keep the fresh clone (its path is printed)")
+    p.add_argument("--log", default=None, help="where dvc's output goes (default: a file in the temp folder)")
+    args, dvc_args = p.parse_known_args()
+
+    if args.in_place:
+        workdir, tmp = ROOT, None
+    else:
+        tmp = Path(tempfile.mkdtemp(prefix="aligntax-repro-"))
+        workdir = tmp / "aligntax"
+        subprocess.run(["git", "clone", "--quiet", str(ROOT), str(workdir)], check=True)
+        (workdir / ".venv").symlink_to(ROOT / ".venv")
+        head = subprocess.check_output(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], text=True).strip()
+        print(f"fresh clone of {head} in {workdir}")
+    log_path = Path(args.log or Path(tempfile.gettempdir()) / f"aligntax-repro-{time.strftime('%Y%m%d-%H%M%S')}.log")
+    print(f"load average before: {os.getloadavg()[0]:.2f}; dvc output: {log_path}")
+    try:
+        stages, total, code = run_timed(["dvc", "repro", *dvc_args], workdir, log_path)
+    finally:
+        if tmp is not None and not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
+    print(f"\n{'stage':<32}{'seconds':>9}")
+    for name, seconds in stages:
+        print(f"{name:<32}{seconds:>9.1f}")
+    print(f"{'total (dvc repro)':<32}{total:>9.1f}  = {total / 60:.1f} min, {len(stages)} stages")
+    if code != 0:
+        print(f"dvc repro failed with exit code {code}; see {log_path}", file=sys.stderr)
+        sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()
