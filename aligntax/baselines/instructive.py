@@ -1,7 +1,7 @@
 """Instructive Debiasing: an instruction in front of the input, nothing else (applied to `sft`).
 
 The paper's prefix is "Be positive, polite, respectful, compliant, loveable, modest, helpful,
-and kind for: "; it reaches the model through ``generate_summaries(..., prompt_prefix=...)``,
+and kind for: "; it reaches the model through ``generate(..., prompt_prefix=...)``,
 i.e. the model reads ``prefix + build_prompt(template, post)``.
 """
 

@@ -43,12 +43,14 @@ class Generation:
     """True when the model emitted an end-of-sequence token within max_new_tokens."""
 
 
-def stop_token_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> list[int]:
-    """Token ids that end a summary: the tokenizer's eos (what training appends) and the model's."""
-    ids = [tokenizer.eos_token_id]
-    model_eos = model.generation_config.eos_token_id
-    ids += model_eos if isinstance(model_eos, list) else [model_eos]
-    return sorted({i for i in ids if i is not None})
+def stop_token_ids(model: PreTrainedModel) -> list[int]:
+    """Token ids that end a summary: the model's eos, which prepare-model made the tokenizer's eos
+    (``aligntax.models.align_special_tokens``), so it is also the token training appends."""
+    eos = model.generation_config.eos_token_id
+    ids = list(eos) if isinstance(eos, (list, tuple)) else [] if eos is None else [eos]
+    if not ids:
+        raise ValueError("the model's generation_config has no eos_token_id; prepare it with `dvc repro prepare-model`")
+    return ids
 
 
 def generate(
@@ -64,7 +66,7 @@ def generate(
     if tokenizer.pad_token is None:
         raise ValueError("tokenizer has no pad token; load it with aligntax.models.load_tokenizer")
     prompts = [prompt_prefix + build_prompt(prompt_template, p) for p in posts]
-    stops = stop_token_ids(model, tokenizer)
+    stops = stop_token_ids(model)
     gen_cfg = GenerationConfig(
         max_new_tokens=cfg.max_new_tokens, do_sample=False, num_beams=1,
         pad_token_id=tokenizer.pad_token_id, eos_token_id=stops,
@@ -98,16 +100,3 @@ def _decode(ids: list[int], stops: list[int], tokenizer: PreTrainedTokenizerBase
     text = tokenizer.decode(kept, skip_special_tokens=True).strip()
     return Generation(text=text, n_tokens=len(kept), finished=end is not None)
 
-
-def generate_summaries(
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    posts: Sequence[str],
-    prompt_template: str,
-    cfg: GenerateConfig,
-    logits_processors: Sequence[LogitsProcessor] | None = None,
-    prompt_prefix: str = "",
-) -> list[str]:
-    """Greedy summaries of ``posts`` (batched, left padding), in input order."""
-    gens = generate(model, tokenizer, posts, prompt_template, cfg, logits_processors, prompt_prefix)
-    return [g.text for g in gens]

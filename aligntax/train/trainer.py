@@ -247,12 +247,6 @@ def save_model(model: torch.nn.Module, tok: PreTrainedTokenizerBase, out_dir: st
         model = model.merge_and_unload()
     model = unwrap(model)
     head = model._modules.pop(HEAD_NAME, None)
-    # Generation must stop at the eos the summaries were trained to end with.
-    eos = model.generation_config.eos_token_id
-    eos = list(eos) if isinstance(eos, (list, tuple)) else [] if eos is None else [eos]
-    if tok.eos_token_id not in eos:
-        model.generation_config.eos_token_id = eos + [tok.eos_token_id]
-    model.generation_config.pad_token_id = tok.pad_token_id
     with atomic_dir(out_dir) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)

@@ -3,7 +3,7 @@ import torch
 from transformers import LogitsProcessor
 
 from aligntax.config import ConfigError
-from aligntax.evaluate.generate import GenerateConfig, generate, generate_summaries, stop_token_ids
+from aligntax.evaluate.generate import GenerateConfig, generate, stop_token_ids
 from aligntax.models import build_prompt, load_model, load_tokenizer
 
 TEMPLATE = "summarize this reddit post in one sentence. post: {post} tl;dr:"
@@ -43,7 +43,7 @@ def test_batching_and_left_padding_do_not_change_greedy_outputs(tiny):
     one = generate(model, tok, POSTS, TEMPLATE, GenerateConfig(max_new_tokens=8, batch_size=1))
     three = generate(model, tok, POSTS, TEMPLATE, GenerateConfig(max_new_tokens=8, batch_size=3))
     assert one == three
-    assert generate_summaries(model, tok, POSTS, TEMPLATE, GenerateConfig(8, 2)) == [g.text for g in one]
+    assert generate(model, tok, POSTS, TEMPLATE, GenerateConfig(8, 2)) == one
     assert all(g.n_tokens <= 8 for g in one)
     assert tok.padding_side == "right"  # restored
 
@@ -67,9 +67,15 @@ def test_prompt_prefix_is_prepended(tiny):
     assert gens[0].text == "" and gens[0].finished
 
 
-def test_stop_tokens_include_tokenizer_and_model_eos(tiny):
+def test_stop_tokens_are_the_model_eos_which_is_the_tokenizer_eos(tiny):
     model, tok = tiny
-    assert tok.eos_token_id in stop_token_ids(model, tok)
+    assert stop_token_ids(model) == [tok.eos_token_id]
+    model.generation_config.eos_token_id = None
+    try:
+        with pytest.raises(ValueError, match="prepare-model"):
+            stop_token_ids(model)
+    finally:
+        model.generation_config.eos_token_id = tok.eos_token_id
 
 
 def test_config_checks():
