@@ -47,7 +47,7 @@ def main() -> None:
     def meaning():
         if bt.meaning_filter == "embedding":
             return EmbeddingSimilarity()
-        return load_faithfulness_scorer(scoring.faithfulness, scorer_dir=args.scorers).score
+        return load_faithfulness_scorer(scoring.faithfulness, scorer_dir=args.scorers, ner=load_ner(ner_cfg)).score
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

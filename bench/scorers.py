@@ -19,6 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from aligntax.config import load_section  # noqa: E402
+from aligntax.ner import NerConfig, load_ner  # noqa: E402
 from aligntax.scoring import ScoringConfig, load_faithfulness_scorer, load_toxicity_scorer  # noqa: E402
 from aligntax.scoring.fit import read_jsonl  # noqa: E402
 
@@ -49,7 +50,7 @@ def main() -> None:
     t_scorer = load_toxicity_scorer(cfg.toxicity, args.scorers)
     t_load = time.perf_counter() - start
     start = time.perf_counter()
-    f_scorer = load_faithfulness_scorer(cfg.faithfulness, args.scorers)
+    f_scorer = load_faithfulness_scorer(cfg.faithfulness, args.scorers, load_ner(load_section(args.params, "ner", NerConfig)))
     f_load = time.perf_counter() - start
     print(f"load: toxicity {cfg.toxicity.backend} {t_load:.2f} s, "
           f"faithfulness {cfg.faithfulness.backend} {f_load:.2f} s")

@@ -32,7 +32,7 @@ def main() -> None:
         from aligntax.scoring import ScoringConfig, load_faithfulness_scorer
 
         scorer = load_faithfulness_scorer(load_section(params, "scoring", ScoringConfig).faithfulness,
-                                          scorer_dir=args.scorers)
+                                          scorer_dir=args.scorers, ner=load_ner(ner_cfg))
         return scorer.score
 
     metrics = run_backtranslate(args.train, args.out, args.work_dir, cfg, lambda: load_ner(ner_cfg),

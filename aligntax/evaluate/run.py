@@ -102,10 +102,10 @@ def load_scorers(params: dict[str, Any], cfg: EvaluateConfig, scorer_dir: str | 
     from aligntax.scoring import ScoringConfig, load_faithfulness_scorer, load_toxicity_scorer
 
     scoring = load_section(params, "scoring", ScoringConfig)
-    ner_cfg = load_section(params, "ner", NerConfig)
+    ner = load_ner(load_section(params, "ner", NerConfig))
     return Scorers(
         toxicity=load_toxicity_scorer(scoring.toxicity, scorer_dir=str(scorer_dir)),
-        faithfulness=load_faithfulness_scorer(scoring.faithfulness, scorer_dir=str(scorer_dir), ner_cfg=ner_cfg),
-        ner=load_ner(ner_cfg),
+        faithfulness=load_faithfulness_scorer(scoring.faithfulness, scorer_dir=str(scorer_dir), ner=ner),
+        ner=ner,
         similarity=EmbeddingSimilarity(cfg.patterns.embedder),
     )

@@ -24,7 +24,7 @@ from typing import Protocol
 import numpy as np
 
 from aligntax.config import check
-from aligntax.ner import NerConfig, load_ner
+from aligntax.ner import Ner, NerConfig, load_ner
 from aligntax.scoring import hub
 from aligntax.scoring.overlap import overlap_features
 from aligntax.scoring.text import check_texts, chunk_sentences, split_sentences
@@ -94,9 +94,9 @@ class _Scorer:
 
 
 class OverlapScorer(_Scorer):
-    def __init__(self, cfg: FaithfulnessConfig, ner_cfg: NerConfig | None = None):
+    def __init__(self, cfg: FaithfulnessConfig, ner: Ner | None = None):
         super().__init__(cfg)
-        self.ner = load_ner(ner_cfg or NerConfig())
+        self.ner = ner or load_ner(NerConfig())
 
     def features(self, sources: list[str], summaries: list[str]) -> np.ndarray:
         """The overlap FEATURES matrix [N, F] of non-blank pairs."""
@@ -136,13 +136,14 @@ class SummacZsScorer(_Scorer):
 
 
 def load_faithfulness_scorer(
-    cfg: FaithfulnessConfig, scorer_dir: str | Path = "models/scorers", ner_cfg: NerConfig | None = None
+    cfg: FaithfulnessConfig, scorer_dir: str | Path = "models/scorers", ner: Ner | None = None
 ) -> FaithfulnessScorer:
-    """The configured faithfulness scorer; models load here, once (keep the returned object)."""
+    """The configured faithfulness scorer; models load here, once (keep the returned object).
+    ``ner``: the loaded NER of the `ner` params section (default: the packaged spaCy model)."""
     if cfg.backend == "overlap":
-        return OverlapScorer(cfg, ner_cfg)
+        return OverlapScorer(cfg, ner)
     if cfg.backend == "ensemble":
         from aligntax.scoring.head import EnsembleFaithfulnessScorer
 
-        return EnsembleFaithfulnessScorer(cfg, Path(scorer_dir), ner_cfg)
+        return EnsembleFaithfulnessScorer(cfg, Path(scorer_dir), ner)
     return SummacZsScorer(cfg)

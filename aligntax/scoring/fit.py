@@ -198,8 +198,7 @@ def fit_scorers(cfg, ner: Ner, seed: int, tox: pd.DataFrame, frank: pd.DataFrame
     tldr_fit = tldr[tldr["id"].astype(str).isin(set(split["tldr_fit"]))].sort_values("id")
     posts = tldr_fit["post"].tolist()
     swaps = entity_swaps(posts, tldr_fit["summary"].tolist(), ner, seed)
-    overlap = OverlapScorer(cfg.faithfulness)
-    overlap.ner = ner
+    overlap = OverlapScorer(cfg.faithfulness, ner)
     src = frank_fit["document"].tolist() + [posts[i] for i in swaps["index"]] * 2
     summ = frank_fit["summary"].tolist() + swaps["summary"].tolist() + swaps["swapped"].tolist()
     y = np.concatenate([frank_fit["label"].to_numpy(int), np.ones(len(swaps), int), np.zeros(len(swaps), int)])

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
-from aligntax.ner import NerConfig
+from aligntax.ner import Ner
 from aligntax.scoring import faithfulness as faith
 from aligntax.scoring import toxicity as tox
 from aligntax.scoring.overlap import FEATURES as OVERLAP_FEATURES
@@ -131,12 +131,12 @@ class EnsembleToxicityScorer(tox._Scorer):
 
 
 class EnsembleFaithfulnessScorer(faith._Scorer):
-    def __init__(self, cfg: faith.FaithfulnessConfig, scorer_dir: Path, ner_cfg: NerConfig | None = None):
+    def __init__(self, cfg: faith.FaithfulnessConfig, scorer_dir: Path, ner: Ner | None = None):
         super().__init__(cfg)
         self.head = LinearHead.load(scorer_dir, FAITHFULNESS_HEAD)
         if self.head.features != list(OVERLAP_FEATURES):
             raise ValueError(f"{scorer_dir}: faithfulness head was fitted on other features; re-run fit-scorers")
-        self.overlap = faith.OverlapScorer(cfg, ner_cfg)
+        self.overlap = faith.OverlapScorer(cfg, ner)
 
     def _raw(self, sources: list[str], summaries: list[str]) -> np.ndarray:
         return self.head.predict(self.overlap.features(sources, summaries))

@@ -110,12 +110,8 @@ def validate_scorers(cfg, scorer_dir, ner, seed: int, tox: pd.DataFrame, frank: 
     for backend in faith_backends:
         bcfg = replace(cfg.faithfulness, backend=backend)
         start = time.perf_counter()
-        scorer = load_faithfulness_scorer(bcfg, scorer_dir)
+        scorer = load_faithfulness_scorer(bcfg, scorer_dir, ner)
         load_s = time.perf_counter() - start
-        if hasattr(scorer, "overlap"):
-            scorer.overlap.ner = ner
-        elif hasattr(scorer, "ner"):
-            scorer.ner = ner
         res = by_group(frank_held, "dataset", "label",
                        lambda part, s=scorer: s.score(part["document"].tolist(), part["summary"].tolist()),
                        bcfg.threshold)
