@@ -42,6 +42,10 @@ class DataConfig:
     """Post budget in Moses tokens; longer posts are cut at a sentence boundary."""
     max_summary_tokens: int = 84
     """Summary budget in Moses tokens; longer summaries are cut at a sentence boundary."""
+    min_train: int = 8
+    """Fewest usable train posts; fewer is an error naming the counts."""
+    min_eval: int = 8
+    """Fewest usable eval posts; fewer is an error naming the counts."""
 
     def __post_init__(self) -> None:
         check(self.source == SAMPLE or (self.source.startswith("hf:") and len(self.source) > 3),
@@ -50,6 +54,8 @@ class DataConfig:
         check(self.n_eval >= 0, "data.n_eval", "an integer >= 0 (0 keeps all)")
         check(self.max_post_tokens >= 8, "data.max_post_tokens", "an integer >= 8")
         check(self.max_summary_tokens >= 1, "data.max_summary_tokens", "an integer >= 1")
+        check(self.min_train >= 1, "data.min_train", "an integer >= 1")
+        check(self.min_eval >= 1, "data.min_eval", "an integer >= 1")
 
 
 class DownloadError(RuntimeError):
@@ -108,6 +114,17 @@ def truncate_at_sentence(text: str, budget: int) -> tuple[str, bool]:
     return text[:kept_end], True
 
 
+# A Moses token is a word or a punctuation mark; a "word" longer than this many characters per
+# budgeted token (a pasted blob, a 1 MB string without spaces) is cut by characters as well.
+MAX_CHARS_PER_TOKEN = 16
+
+
+def cut_chars(text: str, budget: int) -> tuple[str, bool]:
+    """``text`` cut to ``budget * MAX_CHARS_PER_TOKEN`` characters; (text, was_cut)."""
+    limit = budget * MAX_CHARS_PER_TOKEN
+    return (text, False) if len(text) <= limit else (text[:limit], True)
+
+
 def normalize_key(text: str) -> str:
     """Whitespace-collapsed lower-case text, the key posts are de-duplicated on."""
     return " ".join(text.lower().split())
@@ -153,7 +170,10 @@ def map_fields(df: pd.DataFrame, source: str) -> pd.DataFrame:
     for name in ("subreddit", "title"):
         if name not in out:
             out[name] = df[name].to_numpy() if name in cols else None
-    ids = df["id"].astype(str).to_numpy() if "id" in cols else [f"{source}-{i}" for i in range(len(df))]
+    if "id" in cols:  # kept as given; clean() drops empty and repeated ids
+        ids = [None if pd.isna(i) else str(i).strip() for i in df["id"]]
+    else:
+        ids = [f"{source}-{i}" for i in range(len(df))]
     out.insert(0, "id", ids)
     if "split" in cols:
         out["split"] = df["split"].to_numpy()
@@ -161,12 +181,25 @@ def map_fields(df: pd.DataFrame, source: str) -> pd.DataFrame:
 
 
 def clean(df: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
-    """Strip, drop bad rows and de-duplicate posts. Returns (rows, dropped per reason)."""
-    reasons = ("non_text", "empty_post", "empty_summary", "summary_without_words", "summary_is_post", "duplicate_post")
+    """Strip, drop bad rows and de-duplicate posts and ids. Returns (rows, dropped per reason).
+
+    Ids must be unique and non-empty: a later stage joins augmentation groups to posts by id, so
+    a repeated id would train one post on another's variants. Rows are cleaned before the
+    train/eval split, so unique ids here are also disjoint across splits.
+    """
+    reasons = ("empty_id", "duplicate_id", "non_text", "empty_post", "empty_summary", "summary_without_words",
+               "summary_is_post", "duplicate_post")
     dropped = dict.fromkeys(reasons, 0)
-    keep, seen = [], set()
+    keep, seen, seen_ids = [], set(), set()
     for row in df.to_dict("records"):
-        post, summary = row["post"], row["summary"]
+        post, summary, post_id = row["post"], row["summary"], row["id"]
+        if not isinstance(post_id, str) or not post_id:
+            dropped["empty_id"] += 1
+            continue
+        if post_id in seen_ids:
+            dropped["duplicate_id"] += 1
+            continue
+        seen_ids.add(post_id)
         if not isinstance(post, str) or not isinstance(summary, str):
             dropped["non_text"] += 1
             continue
@@ -202,8 +235,10 @@ def truncate(df: pd.DataFrame, cfg: DataConfig) -> tuple[pd.DataFrame, dict[str,
     cut = {}
     for column, budget in (("post", cfg.max_post_tokens), ("summary", cfg.max_summary_tokens)):
         pairs = [truncate_at_sentence(text, budget) for text in df[column]]
-        df[column] = [text for text, _ in pairs]
+        chars = [cut_chars(text, budget) for text, _ in pairs]
+        df[column] = [text for text, _ in chars]
         cut[column] = sum(was_cut for _, was_cut in pairs)
+        cut[f"{column}_chars"] = sum(was_cut for _, was_cut in chars)
     return df, cut
 
 
@@ -284,6 +319,13 @@ def download(cfg: DataConfig, seed: int, sample_path: str | Path) -> tuple[pd.Da
     train, cut_train = truncate(train, cfg)
     evals, cut_eval = truncate(evals, cfg)
     truncated = {k: cut_train[k] + cut_eval[k] for k in cut_train}
+    if len(train) < cfg.min_train or len(evals) < cfg.min_eval:
+        raise DownloadError(
+            f"data.source='{source_name}': only {len(train)} train and {len(evals)} eval posts are usable "
+            f"(of {len(raw)} read; dropped: {', '.join(f'{k} {v}' for k, v in dropped.items() if v) or 'none'}); "
+            f"need at least data.min_train={cfg.min_train} and data.min_eval={cfg.min_eval}. Use a larger source, "
+            "or lower data.n_eval / the minimums in params.yaml"
+        )
     metrics = {
         "source": source_name,
         "read": len(raw),

@@ -74,7 +74,7 @@ def test_hub_path_on_local_datasets(tmp_path):
     }
     path = tmp_path / "ds"
     datasets.DatasetDict({"train": datasets.Dataset.from_dict(rows)}).save_to_disk(path)
-    cfg = DataConfig(source=f"hf:{path}", n_train=0, n_eval=1)
+    cfg = DataConfig(source=f"hf:{path}", n_train=0, n_eval=1, min_train=1, min_eval=1)
     train, evals, m = download(cfg, seed=0, sample_path="unused")
     assert m["dropped"]["duplicate_post"] == 1 and m["dropped"]["empty_post"] == 1 and m["dropped"]["empty_summary"] == 1
     assert len(train) + len(evals) == 3 and len(evals) == 1
@@ -84,7 +84,7 @@ def test_hub_path_on_local_datasets(tmp_path):
                   "completion": [" one", " two"]}).to_json(folder / "train.jsonl", orient="records", lines=True)
     pd.DataFrame({"prompt": ["SUBREDDIT: r/a\nTITLE: b\nPOST: other post.\nTL;DR:"],
                   "completion": [" three"]}).to_json(folder / "test.jsonl", orient="records", lines=True)
-    cfg = DataConfig(source=f"hf:{folder}", hf_eval_split="test", n_train=0, n_eval=0)
+    cfg = DataConfig(source=f"hf:{folder}", hf_eval_split="test", n_train=0, n_eval=0, min_train=1, min_eval=1)
     train, evals, m = download(cfg, seed=0, sample_path="unused")
     assert train["summary"].tolist() == ["one"] and evals["post"].tolist() == ["other post."]
     assert m["dropped"]["duplicate_post"] == 1
@@ -105,9 +105,52 @@ def test_stage_bad_params_exit_1_with_one_message_and_no_output(tmp_path):
     assert res.returncode == 1
     assert res.stderr.strip().splitlines()[-1] == (
         "error: params.yaml: unknown key 'data.n_trian'; allowed keys in 'data': source, hf_config, "
-        "hf_train_split, hf_eval_split, n_train, n_eval, max_post_tokens, max_summary_tokens")
+        "hf_train_split, hf_eval_split, n_train, n_eval, max_post_tokens, max_summary_tokens, min_train, min_eval")
     assert not out.exists()
-    params.write_text("seed: 0\ndata:\n  n_train: 5\n  n_eval: 2\n")
+    params.write_text("seed: 0\ndata:\n  n_train: 5\n  n_eval: 2\n  min_train: 1\n  min_eval: 1\n")
     res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     assert len(pd.read_parquet(out / "t.parquet")) == 5 and len(pd.read_parquet(out / "e.parquet")) == 2
+
+
+def _rows(ids: list) -> pd.DataFrame:
+    return pd.DataFrame({"id": ids, "post": [f"post number {i} is here." for i in range(len(ids))],
+                         "summary": [f"summary {i}" for i in range(len(ids))]})
+
+
+def test_clean_drops_empty_and_repeated_ids_and_counts_them():
+    from aligntax.data.download import clean
+
+    mapped = map_fields(_rows(["a", "b", "a", None, "  ", "c"]), "t")
+    rows, dropped = clean(mapped)
+    assert rows["id"].tolist() == ["a", "b", "c"]
+    assert dropped["duplicate_id"] == 1 and dropped["empty_id"] == 2
+
+
+def test_download_ids_unique_and_disjoint_across_splits(tmp_path):
+    ids = [f"p{i % 30}" for i in range(40)]  # 10 repeats
+    path = tmp_path / "s.jsonl"
+    _rows(ids).to_json(path, orient="records", lines=True)
+    train, evals, m = download(DataConfig(n_train=0, n_eval=10), seed=0, sample_path=path)
+    all_ids = train["id"].tolist() + evals["id"].tolist()
+    assert len(all_ids) == len(set(all_ids)) == 30
+    assert m["dropped"]["duplicate_id"] == 10
+
+
+def test_too_few_usable_rows_is_one_error_naming_the_counts(tmp_path):
+    path = tmp_path / "s.jsonl"
+    _rows(["a", "b", "c"]).to_json(path, orient="records", lines=True)
+    with pytest.raises(DownloadError, match=r"only 0 train and 3 eval posts.*data.min_train=8"):
+        download(DataConfig(n_train=0, n_eval=100), seed=0, sample_path=path)
+
+
+def test_a_word_without_spaces_is_cut_by_characters(tmp_path):
+    df = _rows([f"p{i}" for i in range(20)])
+    df.loc[0, "post"] = "x" * 1_000_000
+    path = tmp_path / "s.jsonl"
+    df.to_json(path, orient="records", lines=True)
+    cfg = DataConfig(n_train=0, n_eval=8, max_post_tokens=216)
+    train, evals, m = download(cfg, seed=0, sample_path=path)
+    longest = max(len(p) for p in pd.concat([train, evals])["post"])
+    assert longest == 216 * 16
+    assert m["truncated"]["post_chars"] == 1
