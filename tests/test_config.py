@@ -81,3 +81,19 @@ def test_missing_params_file_and_bad_seed(tmp_path):
     (tmp_path / "bad.yaml").write_text("a: [1\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         read_params(tmp_path / "bad.yaml")
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("-inf"), float("nan")])
+def test_non_finite_floats_are_rejected_with_the_key(value):
+    with pytest.raises(ConfigError, match=r"'loss.alpha'; allowed: a finite number"):
+        load_section({"loss": {"alpha": value}}, "loss", LossConfig)
+
+
+def test_yaml_inf_is_rejected_and_a_missing_section_is_logged(tmp_path, caplog):
+    (tmp_path / "p.yaml").write_text("seed: 0\nloss:\n  alpha: .inf\n")
+    with pytest.raises(ConfigError, match="loss.alpha"):
+        load_section(tmp_path / "p.yaml", "loss", LossConfig)
+    with caplog.at_level("WARNING"):
+        cfg = load_section({"seed": 0}, "loss", LossConfig)
+    assert cfg == LossConfig()
+    assert "no 'loss' section" in caplog.text
