@@ -82,6 +82,27 @@ def read_parquet(path: str | Path, spec: ArtifactSchema) -> pd.DataFrame:
     return df
 
 
+def read_jsonl(path: str | Path) -> pd.DataFrame:
+    """A JSON Lines file as a frame; a bad line is one error naming the file and the line."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: file not found")
+    rows = []
+    with open(path, encoding="utf-8") as fh:
+        for number, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path}:{number}: not valid JSON ({err.msg} at column {err.colno}); "
+                                 "fix or remove that line") from None
+            if not isinstance(row, dict):
+                raise ValueError(f"{path}:{number}: expected one JSON object per line, got {type(row).__name__}")
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def write_json(obj: Any, path: str | Path) -> None:
     """Write ``obj`` as indented JSON, atomically."""
     with atomic_path(path) as tmp:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Literal
 
 import torch
+from safetensors import SafetensorError
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from aligntax.config import check
@@ -139,7 +140,14 @@ def load_model(path: str | Path, dtype: str | None = None, **kwargs) -> PreTrain
     """Causal LM saved by prepare-model or a trainer (safetensors, no remote code)."""
     _require_dir(path)
     torch_dtype = DTYPES[dtype] if dtype else "auto"
-    return AutoModelForCausalLM.from_pretrained(path, torch_dtype=torch_dtype, use_safetensors=True, **kwargs)
+    try:
+        return AutoModelForCausalLM.from_pretrained(path, torch_dtype=torch_dtype, use_safetensors=True, **kwargs)
+    except (OSError, ValueError, SafetensorError) as err:  # truncated weights, invalid config.json
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise RuntimeError(
+            f"{path}: model files are unreadable ({type(err).__name__}: {first}); re-create them with "
+            "`dvc repro` of the stage that writes this folder (or `dvc checkout`)"
+        ) from None
 
 
 def _require_dir(path: str | Path) -> None:

@@ -17,6 +17,7 @@ import pandas as pd
 from sacremoses import MosesTokenizer
 
 from aligntax.config import check
+from aligntax.io import read_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -268,7 +269,7 @@ def load_sample(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise DownloadError(f"{path}: sample file not found; restore it with `git checkout -- {path}`")
-    return pd.read_json(path, lines=True, dtype=False)
+    return read_jsonl(path)
 
 
 def load_hub(cfg: DataConfig) -> pd.DataFrame:

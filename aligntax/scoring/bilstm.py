@@ -65,8 +65,12 @@ class KerasWordTokenizer:
     """Keras ``Tokenizer.texts_to_sequences`` + ``pad_sequences(maxlen=100)`` in plain Python."""
 
     def __init__(self, path: Path):
-        with open(path, "rb") as fh:
-            state = _RestrictedUnpickler(fh).load()
+        try:
+            with open(path, "rb") as fh:
+                state = _RestrictedUnpickler(fh).load()
+        except (pickle.UnpicklingError, EOFError, MemoryError, OverflowError, ValueError) as err:
+            raise RuntimeError(f"{path}: tokenizer pickle is unreadable ({type(err).__name__}: {err}); "
+                               "reinstall toxic-comment-classifier (requirements-nodeps.txt)") from None
         self.word_index: dict[str, int] = dict(state.word_index)
         self.num_words: int | None = state.num_words
         self.oov_index = self.word_index.get(state.oov_token) if state.oov_token else None

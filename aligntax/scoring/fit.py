@@ -22,6 +22,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 from sklearn.preprocessing import StandardScaler
 
+from aligntax import io
 from aligntax.config import check
 from aligntax.ner import Ner
 from aligntax.scoring.head import LinearHead
@@ -56,7 +57,7 @@ def read_jsonl(path: str | Path, kind: str) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: labelled sample not found; it is committed under data/sample/")
-    df = pd.read_json(path, lines=True, dtype=False)
+    df = io.read_jsonl(path)
     missing = [c for c in COLUMNS[kind] if c not in df.columns]
     if missing:
         raise ValueError(f"{path}: column '{missing[0]}' missing; expected {', '.join(COLUMNS[kind])}")
