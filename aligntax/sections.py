@@ -7,8 +7,13 @@ place. Each stage still loads (and re-checks) the sections it reads.
 
 from __future__ import annotations
 
-from pathlib import PurePosixPath
+import os
+import socket
+from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import urlparse
+
+from huggingface_hub import try_to_load_from_cache
 
 from aligntax.augment.backtranslate import BacktranslateConfig
 from aligntax.augment.perturb import PerturbConfig
@@ -21,10 +26,10 @@ from aligntax.baselines.instructive import InstructiveConfig
 from aligntax.baselines.self_debias import SelfDebiasConfig
 from aligntax.baselines.sentence_debias import SentenceDebiasConfig
 from aligntax.baselines.unlikelihood import UnlikelihoodConfig
-from aligntax.config import check, load_section, load_seed
+from aligntax.config import ConfigError, check, load_section, load_seed
 from aligntax.data.download import DataConfig
 from aligntax.evaluate.run import EvaluateConfig
-from aligntax.models import ModelConfig
+from aligntax.models import PACKAGED, ModelConfig
 from aligntax.ner import NerConfig
 from aligntax.report.compare import CompareConfig, load_methods
 from aligntax.scoring import ScoringConfig
@@ -73,4 +78,57 @@ def check_params(params: dict[str, Any]) -> dict[str, Any]:
     loaded = {name: load_section(params, name, cls) for name, cls in SECTIONS.items()}
     reference = loaded["compare"].reference
     check(reference in methods, "compare.reference", f"one of the methods: {', '.join(methods)}")
+    check_hub(loaded)
     return loaded
+
+
+def hub_ids(loaded: dict[str, Any]) -> list[tuple[str, str]]:
+    """(params key, repo id) of every model or dataset the configuration would fetch from the Hub."""
+    ids = [("model.name", loaded["model"].name)]
+    if loaded["data"].source.startswith("hf:"):
+        ids.append(("data.source", loaded["data"].source.removeprefix("hf:")))
+    tox, faith = loaded["scoring"].toxicity, loaded["scoring"].faithfulness
+    if tox.backend.startswith("hf:"):
+        ids.append(("scoring.toxicity.backend", tox.backend.removeprefix("hf:")))
+    if faith.backend == "summac-zs":
+        ids.append(("scoring.faithfulness.nli_model", faith.nli_model.removeprefix("hf:")))
+    if "lm" in loaded["toxify"].strategies and loaded["toxify"].lm_model != "base":
+        ids.append(("toxify.lm_model", loaded["toxify"].lm_model))
+    bt = loaded["backtranslate"]
+    if bt.engine == "marian":
+        for pivot in bt.pivots:
+            ids += [("backtranslate.marian_model", bt.marian_model.format(src=a, tgt=b))
+                    for a, b in (("en", pivot), (pivot, "en"))]
+    if loaded["ner"].backend == "flair":
+        ids.append(("ner.model", loaded["ner"].model))
+    return [(key, repo) for key, repo in ids
+            if repo != PACKAGED and not Path(repo).exists() and try_to_load_from_cache(repo, "config.json") is None]
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hub answers a TCP connection (honours HF_HUB_OFFLINE and HF_ENDPOINT)."""
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
+        return False
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    try:
+        socket.create_connection((url.hostname, url.port or 443), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
+
+
+def check_hub(loaded: dict[str, Any]) -> None:
+    """Fail at once, naming the key, when a hub id is needed and the Hub cannot be reached.
+
+    Without this, transformers and datasets retry for up to a minute per file before failing,
+    after DVC has already deleted the stage's previous outputs.
+    """
+    needed = hub_ids(loaded)
+    if needed and not hub_reachable():
+        key, repo = needed[0]
+        raise ConfigError(
+            f"params.yaml: '{key}' = '{repo}' needs the Hugging Face Hub, which is unreachable from here "
+            f"(and it is not in the local cache){f'; {len(needed) - 1} more id(s) too' if len(needed) > 1 else ''}. "
+            f"Use the packaged offline defaults (model.name: {PACKAGED}, data.source: sample, ...) or a local folder, "
+            "or run where the Hub is reachable"
+        )

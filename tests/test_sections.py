@@ -70,3 +70,31 @@ def test_bad_params_leave_downstream_outputs_in_place(tmp_path):
     res = run("repro")
     assert res.returncode != 0 and "toxify.min_toxicity" in res.stderr + res.stdout
     assert (tmp_path / "out.txt").read_text() == "good\n"
+
+
+def test_a_hub_id_offline_fails_at_once_naming_the_key(monkeypatch):
+    import time
+
+    import aligntax.sections as sections
+
+    params = _params()
+    params["model"]["name"] = "gpt2-not-cached-anywhere"
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    start = time.perf_counter()
+    with pytest.raises(ConfigError, match=r"'model.name' = 'gpt2-not-cached-anywhere' needs the Hugging Face Hub"):
+        check_params(params)
+    assert time.perf_counter() - start < 5
+    params["model"]["name"] = "smollm2-135m-instruct"
+    params["data"]["source"] = "hf:someone/tldr"
+    params["scoring"]["toxicity"]["backend"] = "hf:unitary/toxic-bert"
+    with pytest.raises(ConfigError, match=r"'data.source' = 'someone/tldr'.*1 more id"):
+        check_params(params)
+    monkeypatch.setattr(sections, "hub_reachable", lambda timeout=3.0: True)
+    check_params(params)  # with network the same params pass
+
+
+def test_local_folders_never_need_the_hub(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    params = _params()
+    params["model"]["name"] = str(tmp_path)
+    check_params(params)
