@@ -61,6 +61,7 @@ def write_parquet(df: pd.DataFrame, path: str | Path, spec: ArtifactSchema) -> N
     missing = [c for c in spec.columns if c not in df.columns]
     if missing:
         raise SchemaError(f"{path}: refusing to write without column(s) {', '.join(missing)}")
+    validate(df, spec, path)  # what a stage writes passes the schema its readers check
     table = pa.Table.from_pandas(df[spec.columns], schema=spec.schema, preserve_index=False)
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp)

@@ -31,6 +31,10 @@ class ArtifactSchema:
     """String columns whose values must be non-empty text (no null, no blank)."""
     allowed: dict[str, tuple[str, ...]] = field(default_factory=dict)
     """Columns restricted to a fixed set of values."""
+    unique: tuple[str, ...] = ()
+    """Columns whose values must not repeat (ids)."""
+    min_rows: int = 0
+    """Fewest rows a valid file has (an empty input is an error, not an empty run)."""
 
     @property
     def columns(self) -> list[str]:
@@ -50,6 +54,8 @@ RAW = ArtifactSchema(
         ]
     ),
     required_text=("id", "post", "summary"),
+    unique=("id",),
+    min_rows=1,
 )
 
 ROLES = ("positive", "negative")
@@ -163,6 +169,8 @@ def validate(df: pd.DataFrame, spec: ArtifactSchema, path: str | Path) -> None:
     a compatible type, and ``required_text`` columns must hold non-empty strings.
     """
     fix = f"re-create it with `dvc repro {spec.producer}`"
+    if len(df) < spec.min_rows:
+        raise SchemaError(f"{path}: the {spec.name} file has {len(df)} rows, at least {spec.min_rows} needed; {fix}")
     for name in spec.columns:
         if name not in df.columns:
             raise SchemaError(
@@ -181,6 +189,13 @@ def validate(df: pd.DataFrame, spec: ArtifactSchema, path: str | Path) -> None:
             raise SchemaError(
                 f"{path}: column '{name}' has {int(bad.sum())} empty or non-text value(s) "
                 f"(first at row {row}); {fix}"
+            )
+    for name in spec.unique:
+        repeated = df[name][df[name].duplicated()]
+        if len(repeated):
+            raise SchemaError(
+                f"{path}: column '{name}' repeats {len(repeated)} value(s) (first {repeated.iloc[0]!r}); "
+                f"values must be unique; {fix}"
             )
     for name, values in spec.allowed.items():
         bad = ~df[name].isin(values)

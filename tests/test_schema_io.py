@@ -40,7 +40,10 @@ def test_empty_text_and_wrong_type_and_bad_enum(tmp_path):
     groups = pd.DataFrame({"post_id": ["a"], "role": ["neutral"], "kind": ["reference"], "text": ["t"],
                            "entity_spans": [[]], "toxicity": [0.1]})
     gpath = tmp_path / "groups.parquet"
-    write_parquet(groups, gpath, GROUPS)
+    with pytest.raises(SchemaError, match="column 'role' has value 'neutral'; allowed: positive, negative"):
+        write_parquet(groups, gpath, GROUPS)  # a stage never writes what its readers would reject
+    assert not gpath.exists()
+    groups.to_parquet(gpath)
     with pytest.raises(SchemaError, match="column 'role' has value 'neutral'; allowed: positive, negative"):
         read_parquet(gpath, GROUPS)
 
@@ -86,3 +89,22 @@ def test_failed_json_and_dir_writes_leave_nothing(tmp_path):
     with atomic_dir(out) as tmp:
         (tmp / "new.txt").write_text("new")
     assert [p.name for p in out.iterdir()] == ["new.txt"]
+
+
+def test_raw_posts_need_rows_and_unique_ids(tmp_path):
+    from aligntax.io import read_parquet, write_parquet
+    from aligntax.schema import RAW
+
+    good = pd.DataFrame({"id": ["a", "b"], "post": ["p", "q"], "summary": ["s", "t"],
+                         "subreddit": [None, None], "title": [None, None]})
+    write_parquet(good, tmp_path / "ok.parquet", RAW)
+    assert read_parquet(tmp_path / "ok.parquet", RAW)["id"].tolist() == ["a", "b"]
+    with pytest.raises(SchemaError, match=r"e.parquet: the raw posts file has 0 rows, at least 1 needed"):
+        write_parquet(good.iloc[:0], tmp_path / "e.parquet", RAW)
+    assert not (tmp_path / "e.parquet").exists()
+    good.iloc[:0].to_parquet(tmp_path / "e.parquet")
+    with pytest.raises(SchemaError, match="0 rows"):
+        read_parquet(tmp_path / "e.parquet", RAW)
+    dup = good.assign(id=["a", "a"])
+    with pytest.raises(SchemaError, match=r"column 'id' repeats 1 value\(s\) \(first 'a'\)"):
+        write_parquet(dup, tmp_path / "d.parquet", RAW)
