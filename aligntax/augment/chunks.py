@@ -60,11 +60,23 @@ class Shard:
         return chunk % self.count == self.index
 
 
+CODE = Path(__file__).resolve().parents[1]
+"""The aligntax package: its code is part of every fingerprint, so new code never reuses old chunks."""
+
+
 def fingerprint(stage: str, config: Any, seed: int, inputs: Sequence[str | Path]) -> str:
-    """Hash of the stage name, its config, the seed and the bytes of its input files."""
+    """Hash of the stage name, its config, the seed, the aligntax code and the bytes of its inputs.
+
+    An input may be a file or a folder (model and scorer folders: every file in it counts); a
+    missing input is an error, so a resume never matches by leaving something out.
+    """
     h = hashlib.sha256(json.dumps([stage, repr(config), seed], sort_keys=True).encode())
+    for f in sorted(CODE.rglob("*.py")):
+        h.update(f.relative_to(CODE).as_posix().encode() + f.read_bytes())
     for path in inputs:
         path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: input not found; create it with `dvc repro`")
         files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
         for f in files:
             h.update(str(f.relative_to(path) if path.is_dir() else f.name).encode())

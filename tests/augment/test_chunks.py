@@ -116,3 +116,24 @@ def test_add_counts_nests():
     total = add_counts({}, {"a": 1, "b": {"x": 2}})
     add_counts(total, {"a": 2, "b": {"x": 1, "y": 1}})
     assert json.dumps(total, sort_keys=True) == '{"a": 3, "b": {"x": 3, "y": 1}}'
+
+
+def test_fingerprint_covers_code_and_input_folders_and_refuses_missing_inputs(tmp_path, monkeypatch):
+    from aligntax.augment import chunks
+
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "m.py").write_text("x = 1\n")
+    monkeypatch.setattr(chunks, "CODE", code)
+    scorers = tmp_path / "scorers"
+    scorers.mkdir()
+    (scorers / "head.json").write_text("{}")
+    first = chunks.fingerprint("toxify", ["cfg"], 0, [scorers])
+    assert chunks.fingerprint("toxify", ["cfg"], 0, [scorers]) == first
+    (scorers / "head.json").write_text('{"w": 1}')
+    changed_scorer = chunks.fingerprint("toxify", ["cfg"], 0, [scorers])
+    (code / "m.py").write_text("x = 2\n")
+    changed_code = chunks.fingerprint("toxify", ["cfg"], 0, [scorers])
+    assert len({first, changed_scorer, changed_code}) == 3
+    with pytest.raises(FileNotFoundError, match="missing: input not found"):
+        chunks.fingerprint("toxify", ["cfg"], 0, [tmp_path / "missing"])
