@@ -1,0 +1,138 @@
+"""The curated metrics: the few numbers per method a researcher compares across experiments.
+
+`dvc metrics show/diff` and `dvc exp show` read only metrics/summary.json; every other JSON under
+metrics/ is a run fact (seconds, row counts, CIs) kept as a plain output. Values are rounded to
+``SummaryConfig.digits`` so float noise from a re-run (BLAS, ~1e-16) never shows as a change,
+and -0.0 is written as 0.0.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aligntax.config import check
+
+# compare.json key -> short summary key (short keys keep `dvc exp show` columns narrow)
+COMPARE_KEYS = {"toxicity": "tox", "faithfulness": "faith"}
+DELTA_KEYS = {"d_toxicity": "d_tox", "d_faithfulness": "d_faith"}
+# training metrics key -> summary key: the run's mean loss, the CE of the last logging interval,
+# the contrastive loss weight (what loss.scale changes)
+TRAIN_KEYS = {"train_loss": "loss", "ce_last": "ce", "w_mean": "w"}
+# leaves of a `preference` object that are intervals, power or counts, not results to compare
+PREF_SKIP_SUFFIXES = ("_low", "_high", "low", "high", "mde")
+
+
+@dataclass
+class SummaryConfig:
+    digits: int = 3
+    """Decimals every summary value is rounded to (a change smaller than this is noise here)."""
+
+    def __post_init__(self) -> None:
+        check(isinstance(self.digits, int) and 1 <= self.digits <= 8, "summary.digits", "an integer in [1, 8]")
+
+
+def rounded(value: float, digits: int) -> float:
+    """``value`` rounded to ``digits`` decimals, with -0.0 normalised to 0.0."""
+    out = round(float(value), digits)
+    return 0.0 if out == 0 else out
+
+
+def read_json(path: str | Path, producer: str) -> dict[str, Any]:
+    """A metrics JSON object, or one clear error naming the file and the stage that writes it."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: metrics file not found; run `dvc repro {producer}` first")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err}); re-create it with `dvc repro {producer}`") from err
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object; re-create it with `dvc repro {producer}`")
+    return data
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def preference_values(pref: Any, digits: int) -> dict[str, Any]:
+    """The result leaves of an evaluate JSON's ``preference`` object, nested as given and rounded.
+
+    Generic on purpose: any float leaf is kept; integer leaves (pair counts) and interval / power
+    leaves (``*_low``, ``*_high``, ``mde``) are run facts and are left out.
+    """
+    if not isinstance(pref, dict):
+        return {}
+    out: dict[str, Any] = {}
+    for key, value in pref.items():
+        if isinstance(value, dict):
+            sub = preference_values(value, digits)
+            if sub:
+                out[key] = sub
+        elif isinstance(value, float) and _is_number(value) and not str(key).lower().endswith(PREF_SKIP_SUFFIXES):
+            out[key] = rounded(value, digits)
+    return out
+
+
+def method_summary(
+    name: str, compared: dict[str, Any], evaluated: dict[str, Any], trained: dict[str, Any] | None,
+    reference: str, digits: int,
+) -> dict[str, Any]:
+    """One method's curated numbers: tox, faith, their deltas vs the reference, preferences, losses."""
+    out: dict[str, Any] = {}
+    for key, short in COMPARE_KEYS.items():
+        if not _is_number(compared.get(key)):
+            raise ValueError(f"compare metrics of '{name}' lack a number '{key}'; re-create them with `dvc repro compare`")
+        out[short] = rounded(compared[key], digits)
+    if name != reference:  # the reference's deltas are 0 by construction
+        for key, short in DELTA_KEYS.items():
+            if not _is_number(compared.get(key)):
+                raise ValueError(f"compare metrics of '{name}' lack a number '{key}'; "
+                                 "re-create them with `dvc repro compare`")
+            out[short] = rounded(compared[key], digits)
+    pref = preference_values(evaluated.get("preference"), digits)
+    if pref:
+        out["pref"] = pref
+    for key, short in TRAIN_KEYS.items():
+        if trained is not None and _is_number(trained.get(key)):
+            out[short] = rounded(trained[key], digits)
+    return out
+
+
+def summarize(
+    methods: list[str], compared: dict[str, Any], evaluated: dict[str, dict[str, Any]],
+    trained: dict[str, dict[str, Any]], reference: str, cfg: SummaryConfig,
+) -> dict[str, Any]:
+    """metrics/summary.json: ``{method: {tox, faith, d_tox, d_faith, pref..., loss, ce, w}}`` in ``methods`` order."""
+    if reference not in methods:
+        raise ValueError(f"compare.reference '{reference}' is not listed under 'methods' ({', '.join(methods)}); "
+                         "add it or change compare.reference in params.yaml")
+    out: dict[str, Any] = {}
+    for name in methods:
+        if not isinstance(compared.get(name), dict):
+            raise ValueError(f"compare metrics have no entry for method '{name}'; re-create them with `dvc repro compare`")
+        out[name] = method_summary(name, compared[name], evaluated.get(name, {}), trained.get(name), reference, cfg.digits)
+    return out
+
+
+def load_inputs(
+    methods: list[str], compare_path: str | Path, evaluate_dir: str | Path, train_template: str
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    """compare.json, every method's evaluate JSON and the training JSONs that exist.
+
+    ``train_template`` holds ``{method}``; a method without such a file (base, a decoding-time or
+    projection baseline) simply has no training numbers.
+    """
+    check("{method}" in train_template, "--train-metrics", "a path template holding {method}")
+    compared = read_json(compare_path, "compare")
+    evaluated = {m: read_json(Path(evaluate_dir) / f"{m}.json", f"evaluate@{m}") for m in methods}
+    trained = {}
+    for m in methods:
+        path = Path(train_template.format(method=m))
+        if path.is_file():
+            trained[m] = read_json(path, f"train@{m}")
+    return compared, evaluated, trained
