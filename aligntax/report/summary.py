@@ -136,3 +136,20 @@ def load_inputs(
         if path.is_file():
             trained[m] = read_json(path, f"train@{m}")
     return compared, evaluated, trained
+
+
+def table(summary: dict[str, Any], digits: int = SummaryConfig.digits) -> str:
+    """metrics/summary.json as one row per method (one revision's key view, < 100 columns)."""
+    columns = ["tox", "faith", "d_tox", "d_faith", "loss", "ce", "w"]
+    width = max([len("method"), *(len(m) for m in summary)])
+    lines = ["  ".join([f"{'method':<{width}}", *(f"{c:>7}" for c in columns)])]
+    for method, values in summary.items():
+        cells = [f"{values[c]:>7.{digits}f}" if c in values else f"{'-':>7}" for c in columns]
+        lines.append("  ".join([f"{method:<{width}}", *cells]))
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(table(read_json(sys.argv[1] if len(sys.argv) > 1 else "metrics/summary.json", "summarize")))

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from aligntax.config import ConfigError
-from aligntax.report.summary import SummaryConfig, preference_values, rounded, summarize
+from aligntax.report.summary import SummaryConfig, preference_values, rounded, summarize, table
 from stages import summarize as stage
 
 COMPARED = {
@@ -88,3 +88,12 @@ def test_stage_writes_summary_from_files(tmp_path, monkeypatch):
     (tmp_path / "evaluate" / "base.json").unlink()
     with pytest.raises(FileNotFoundError, match="base.json.*dvc repro evaluate@base"):
         stage.main()
+
+
+def test_table_has_one_aligned_row_per_method():
+    out = summarize(["sft", "contrastive", "base"], COMPARED, {}, {"sft": {"train_loss": 3.96}}, "sft", SummaryConfig())
+    lines = table(out).splitlines()
+    assert [line.split()[0] for line in lines] == ["method", "sft", "contrastive", "base"]
+    assert lines[2].split()[1:5] == ["0.125", "0.402", "-0.060", "-0.034"]
+    assert lines[1].split()[3:6] == ["-", "-", "3.960"]
+    assert len({len(line) for line in lines}) == 1 and len(lines[0]) < 100
