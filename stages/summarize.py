@@ -18,13 +18,11 @@ def main() -> None:
 
     from aligntax.config import load_section, read_params
     from aligntax.io import write_json
-    from aligntax.report.compare import CompareConfig, load_methods
-    from aligntax.report.summary import SummaryConfig, load_inputs, summarize
+    from aligntax.report.summary import SummaryConfig, load_inputs, reference_and_methods, summarize
 
     params = read_params(args.params)
     cfg = load_section(params, "summary", SummaryConfig)
-    reference = load_section(params, "compare", CompareConfig).reference
-    methods = list(load_methods(params))
+    reference, methods = reference_and_methods(params)
     compared, evaluated, trained = load_inputs(methods, args.compare, args.evaluate_dir, args.train_metrics)
     write_json(summarize(methods, compared, evaluated, trained, reference, cfg), args.out)
 

@@ -119,6 +119,18 @@ def summarize(
     return out
 
 
+def reference_and_methods(params: dict[str, Any]) -> tuple[str, list[str]]:
+    """``compare.reference`` and the method names of params.yaml ``methods`` (stage compare validated both).
+
+    Read here without importing aligntax.report.compare, which pulls in the evaluation stack.
+    """
+    methods = params.get("methods")
+    check(isinstance(methods, dict) and len(methods) > 0, "methods", "a mapping of method name -> model folder")
+    reference = (params.get("compare") or {}).get("reference")
+    check(isinstance(reference, str) and reference in methods, "compare.reference", "a method name listed under 'methods'")
+    return reference, list(methods)
+
+
 def load_inputs(
     methods: list[str], compare_path: str | Path, evaluate_dir: str | Path, train_template: str
 ) -> tuple[dict[str, Any], dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
