@@ -29,7 +29,7 @@ lint: install
 # Run it beside a `dvc exp run -S ...`; docs/viewing.md explains the columns.
 show: install
 	$(BIN)/python -m aligntax.report.summary metrics/summary.json
-	$(BIN)/dvc exp show --no-pager --only-changed --drop 'Created|.*/|.*\.(loss|ce|w)$$|.*\.pref\.'
+	$(BIN)/dvc exp show --no-pager --only-changed --drop 'Created|.*/|.*\.(loss|ce|w)$$|.*\.pref'
 	$(BIN)/dvc metrics diff --md
 
 # Every plot of dvc.yaml in one page that needs no network (vega inlined in .dvc/plots/offline.html).

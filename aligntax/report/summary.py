@@ -24,6 +24,9 @@ DELTA_KEYS = {"d_toxicity": "d_tox", "d_faithfulness": "d_faith"}
 TRAIN_KEYS = {"train_loss": "loss", "ce_last": "ce", "w_mean": "w"}
 # leaves of a `preference` object that are intervals, power or counts, not results to compare
 PREF_SKIP_SUFFIXES = ("_low", "_high", "low", "high", "mde")
+# dict levels kept below a preference object: preference.axes.<axis>.accuracy is kept, a deeper
+# per-kind breakdown (preference.axes.<axis>.kinds.<kind>.accuracy) stays in the evaluate JSON
+PREF_DEPTH = 3
 
 
 @dataclass
@@ -59,18 +62,18 @@ def _is_number(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
-def preference_values(pref: Any, digits: int) -> dict[str, Any]:
-    """The result leaves of an evaluate JSON's ``preference`` object, nested as given and rounded.
+def preference_values(pref: Any, digits: int, depth: int = PREF_DEPTH) -> dict[str, Any]:
+    """The result leaves of a preference object, nested as given (``depth`` levels) and rounded.
 
     Generic on purpose: any float leaf is kept; integer leaves (pair counts) and interval / power
     leaves (``*_low``, ``*_high``, ``mde``) are run facts and are left out.
     """
-    if not isinstance(pref, dict):
+    if not isinstance(pref, dict) or depth <= 0:
         return {}
     out: dict[str, Any] = {}
     for key, value in pref.items():
         if isinstance(value, dict):
-            sub = preference_values(value, digits)
+            sub = preference_values(value, digits, depth - 1)
             if sub:
                 out[key] = sub
         elif isinstance(value, float) and _is_number(value) and not str(key).lower().endswith(PREF_SKIP_SUFFIXES):
@@ -94,8 +97,13 @@ def method_summary(
                 raise ValueError(f"compare metrics of '{name}' lack a number '{key}'; "
                                  "re-create them with `dvc repro compare`")
             out[short] = rounded(compared[key], digits)
-    pref = preference_values(evaluated.get("preference"), digits)
-    if pref:
+    # preferences: compare's per-axis groups (`pref_<axis>`, with deltas vs the reference) when it
+    # wrote them, else the evaluate JSON's own `preference` object
+    groups = {k: preference_values(v, digits) for k, v in compared.items() if str(k).startswith("pref")}
+    groups = {k: v for k, v in groups.items() if v}
+    if groups:
+        out.update(groups)
+    elif pref := preference_values(evaluated.get("preference"), digits):
         out["pref"] = pref
     for key, short in TRAIN_KEYS.items():
         if trained is not None and _is_number(trained.get(key)):
@@ -150,14 +158,27 @@ def load_inputs(
     return compared, evaluated, trained
 
 
+def _rows(header: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    return ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
+            for r in [header, *rows]]
+
+
 def table(summary: dict[str, Any], digits: int = SummaryConfig.digits) -> str:
-    """metrics/summary.json as one row per method (one revision's key view, < 100 columns)."""
+    """metrics/summary.json as text: one row per method, then one per method and preference axis.
+
+    One revision's key view, well under 100 columns.
+    """
+    def cell(values: dict[str, Any], key: str) -> str:
+        return f"{values[key]:.{digits}f}" if _is_number(values.get(key)) else "-"
+
     columns = ["tox", "faith", "d_tox", "d_faith", "loss", "ce", "w"]
-    width = max([len("method"), *(len(m) for m in summary)])
-    lines = ["  ".join([f"{'method':<{width}}", *(f"{c:>7}" for c in columns)])]
-    for method, values in summary.items():
-        cells = [f"{values[c]:>7.{digits}f}" if c in values else f"{'-':>7}" for c in columns]
-        lines.append("  ".join([f"{method:<{width}}", *cells]))
+    lines = _rows(["method", *columns], [[m, *(cell(v, c) for c in columns)] for m, v in summary.items()])
+    groups = [(m, g, v[g]) for m, v in summary.items() for g in v if g.startswith("pref_") and isinstance(v[g], dict)]
+    if groups:
+        keys = list(dict.fromkeys(k for _, _, values in groups for k in values))
+        lines += [""] + _rows(["method", "preference", *keys],
+                              [[m, g.removeprefix("pref_"), *(cell(values, k) for k in keys)] for m, g, values in groups])
     return "\n".join(lines)
 
 

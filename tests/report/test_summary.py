@@ -40,15 +40,30 @@ def test_summary_keeps_only_curated_keys_rounded():
 
 
 def test_preferences_are_picked_up_generically():
-    pref = {"entity": {"accuracy": 0.8751, "margin": 1.23456, "ci_low": 0.7, "ci_high": 0.9, "pairs": 48,
-                       "d_accuracy": -0.0001, "d_accuracy_low": -0.1, "mde": 0.12},
-            "toxic": {"accuracy": 0.61, "pairs": 20}, "scoring": "sum", "empty": {"pairs": 0}}
-    assert preference_values(pref, 3) == {"entity": {"accuracy": 0.875, "margin": 1.235, "d_accuracy": 0.0},
-                                          "toxic": {"accuracy": 0.61}}
+    pref = {"applicable": True, "rows": {"groups": 37}, "normalisation": {"entity": "sum"},
+            "axes": {"entity": {"pairs": 48, "posts": 30, "accuracy": 0.8751, "margin": 1.23456, "ci_low": 0.7,
+                                "d_accuracy": -0.0001, "d_accuracy_high": 0.1, "mde": 0.12,
+                                "kinds": {"swap_ent": {"pairs": 20, "accuracy": 0.9}}},
+                     "toxic": {"pairs": 20, "accuracy": 0.61}, "paraphrase": {"pairs": 0, "posts": 0}}}
+    assert preference_values(pref, 3) == {"axes": {"entity": {"accuracy": 0.875, "margin": 1.235, "d_accuracy": 0.0},
+                                                   "toxic": {"accuracy": 0.61}}}
     out = summarize(["sft", "contrastive", "base"], COMPARED, {"contrastive": {"preference": pref}}, {}, "sft",
                     SummaryConfig())
-    assert out["contrastive"]["pref"]["entity"]["accuracy"] == 0.875
+    assert out["contrastive"]["pref"]["axes"]["entity"]["accuracy"] == 0.875
     assert "pref" not in out["sft"]
+
+
+def test_compare_preference_groups_win_over_the_evaluate_object():
+    compared = {**COMPARED, "contrastive": {
+        **COMPARED["contrastive"],
+        "pref_entity": {"pairs": 48, "accuracy": 0.8125, "margin": 2.1234, "d_accuracy": 0.0625, "d_margin": 0.5511,
+                        "d_margin_low": 0.1, "d_margin_high": 0.9, "d_margin_mde": 0.3},
+        "pref_toxic": {"pairs": 0, "accuracy": None}}}
+    evaluated = {"contrastive": {"preference": {"axes": {"entity": {"accuracy": 0.8125}}}}}
+    out = summarize(["sft", "contrastive", "base"], compared, evaluated, {}, "sft", SummaryConfig())
+    assert out["contrastive"]["pref_entity"] == {"accuracy": 0.812, "margin": 2.123, "d_accuracy": 0.062,
+                                                 "d_margin": 0.551}
+    assert "pref" not in out["contrastive"] and "pref_toxic" not in out["contrastive"]
 
 
 def test_summary_errors_name_the_fix():
@@ -97,3 +112,15 @@ def test_table_has_one_aligned_row_per_method():
     assert lines[2].split()[1:5] == ["0.125", "0.402", "-0.060", "-0.034"]
     assert lines[1].split()[3:6] == ["-", "-", "3.960"]
     assert len({len(line) for line in lines}) == 1 and len(lines[0]) < 100
+
+
+def test_table_lists_preference_axes_per_method():
+    out = {"sft": {"tox": 0.1, "faith": 0.4, "pref_entity": {"accuracy": 0.8, "d_margin": 0.0}},
+           "contrastive": {"tox": 0.1, "faith": 0.4, "d_tox": 0.0, "d_faith": 0.0,
+                           "pref_entity": {"accuracy": 0.875, "d_margin": 0.55}, "pref_toxic": {"accuracy": 0.5}}}
+    lines = table(out).splitlines()
+    block = lines[lines.index("") + 1:]
+    assert block[0].split() == ["method", "preference", "accuracy", "d_margin"]
+    assert [row.split() for row in block[1:]] == [["sft", "entity", "0.800", "0.000"],
+                                                  ["contrastive", "entity", "0.875", "0.550"],
+                                                  ["contrastive", "toxic", "0.500", "-"]]
