@@ -124,3 +124,16 @@ def test_table_lists_preference_axes_per_method():
     assert [row.split() for row in block[1:]] == [["sft", "entity", "0.800", "0.000"],
                                                   ["contrastive", "entity", "0.875", "0.550"],
                                                   ["contrastive", "toxic", "0.500", "-"]]
+
+
+def test_dvc_yaml_declares_only_the_summary_as_metrics():
+    """Run facts (seconds, counts, CIs) stay committed outputs; `dvc metrics` reads the curated file only."""
+    dvc = yaml.safe_load((Path(__file__).resolve().parents[2] / "dvc.yaml").read_text())
+    assert dvc["metrics"] == ["metrics/summary.json"]
+    bodies = {name: body.get("do", body) for name, body in dvc["stages"].items()}
+    assert [name for name, body in bodies.items() if "metrics" in body] == []
+    for name, body in bodies.items():
+        for out in body.get("outs", []):
+            path, opts = next(iter(out.items())) if isinstance(out, dict) else (out, {})
+            if path.startswith("metrics/"):
+                assert opts.get("cache") is False, f"{name}: {path} must be committed (cache: false)"
