@@ -32,9 +32,10 @@ show: install
 	$(BIN)/dvc exp show --no-pager --only-changed --drop 'Created|.*/|.*\.(loss|ce|w)$$|.*\.pref'
 	$(BIN)/dvc metrics diff --md
 
-# Every plot of dvc.yaml in one page that needs no network (vega inlined in .dvc/plots/offline.html).
+# Every plot of dvc.yaml in one page that needs no network: .dvc/config sets plots.html_template to
+# .dvc/plots/offline.html (vega inlined), so plain `dvc plots show` / `dvc plots diff` work offline too.
 plots: install
-	$(BIN)/dvc plots show --html-template .dvc/plots/offline.html -o dvc_plots
+	$(BIN)/dvc plots show -o dvc_plots
 
 # Render that page in headless Chromium, fail if a plot is blank, save the screenshot docs/plots.png.
 plots-check: plots

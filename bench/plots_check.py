@@ -1,7 +1,7 @@
 """Render the `dvc plots show` page in headless Chromium with the network blocked; fail if it is blank.
 
     make plots-check
-    # = dvc plots show --html-template .dvc/plots/offline.html -o dvc_plots
+    # = dvc plots show -o dvc_plots   (.dvc/config: plots.html_template = plots/offline.html)
     #   python bench/plots_check.py dvc_plots/index.html --screenshot docs/plots.png
 
 Checks, each printed with its number: every plot div holds vega's rendered <svg class="marks">
@@ -9,7 +9,8 @@ Checks, each printed with its number: every plot div holds vega's rendered <svg 
 the page (the trade-off labels); the trained methods whose DVCLive curves are drawn; the
 screenshot is not blank (grey-level standard deviation and share of non-white pixels). Needs a
 Chromium binary (Debian: `apt-get install -y chromium`); any request to the network fails, so a
-page that still loads vega from a CDN comes out blank.
+page that still loads vega from a CDN (DVC's own page, used when plots.html_template is unset)
+comes out blank.
 """
 
 from __future__ import annotations

@@ -46,3 +46,5 @@ def test_offline_page_inlines_vega_and_loads_nothing():
     for build in ("vega/build/vega.min.js", "vega-lite/build/vega-lite.min.js", "vega-embed/build/vega-embed.min.js"):
         assert f"/* {build} */" in page
     assert "BSD-3-Clause" in (ROOT / "LICENSES" / "vega-js.txt").read_text()
+    # plain `dvc plots show` uses it (the path is relative to .dvc/)
+    assert "html_template = plots/offline.html" in (ROOT / ".dvc" / "config").read_text()
