@@ -1,24 +1,80 @@
-"""What every stage script shares: logging set-up and one clear error line instead of a traceback."""
+"""What every stage script shares: a --help that shows defaults, quiet logs, one clear error line.
+
+Stage scripts import only this module at the top and their heavy libraries (torch, transformers,
+pandas) inside ``main()`` after ``parse_args()``, so ``--help`` answers in about a second.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import os
+import re
 import sys
+import warnings
 from collections.abc import Callable
 
-from aligntax.config import ConfigError
-from aligntax.schema import SchemaError
+# ConfigError and SchemaError are ValueErrors: naming ValueError keeps pandas/yaml out of --help.
+EXPECTED = (FileNotFoundError, ValueError, RuntimeError)
 
-EXPECTED = (ConfigError, SchemaError, FileNotFoundError, ValueError, RuntimeError)
+# The one place known library notices are silenced: logger name -> messages (regex, searched).
+# Each is harmless for this pipeline (why, beside it); anything else a library warns about shows.
+NOTICES: dict[str, tuple[str, ...]] = {
+    # evaluate passes its own GenerationConfig without bos_token_id; the model's id filling it in is intended
+    "transformers.generation.utils": (r"`generation_config` default values have been modified",),
+    # aligntax passes dtype= and legacy=True (models.py); these stay for libraries (trl, peft, sentence-
+    # transformers) that still read config.torch_dtype, and hub Llama tokenizers loaded with the default
+    "transformers.modeling_utils": (r"`torch_dtype` is deprecated",),
+    "transformers.configuration_utils": (r"`torch_dtype` is deprecated",),
+    "transformers.models.llama.tokenization_llama_fast": (r"default legacy behaviour",),
+    "transformers.models.llama.tokenization_llama": (r"default legacy behaviour",),
+}
+# Python warnings (category, message regex) of the same kind.
+WARNINGS: tuple[tuple[type[Warning], str], ...] = (
+    (FutureWarning, r".*`torch_dtype` is deprecated"),
+)
+# Loggers whose INFO lines are the pipeline's own progress; every other library logs WARNING and up.
+OWN_LOGGERS = ("aligntax", "stages", "__main__")
 
 
-def parser(description: str) -> argparse.ArgumentParser:
-    """An argument parser with the `--params` option every stage takes."""
-    p = argparse.ArgumentParser(description=description)
-    p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Shows each argument's default and keeps the stage docstring's line breaks."""
+
+
+def parser(description: str | None) -> argparse.ArgumentParser:
+    """An argument parser with the `--params` option every stage takes; --help lists defaults."""
+    p = argparse.ArgumentParser(description=description, formatter_class=_Formatter)
+    p.add_argument("--params", default="params.yaml", help="params file")
     return p
+
+
+class KnownNotices(logging.Filter):
+    """Drops the records of one logger whose message matches one of ``patterns``."""
+
+    def __init__(self, patterns: tuple[str, ...]) -> None:
+        super().__init__()
+        self.patterns = [re.compile(p) for p in patterns]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(p.search(message) for p in self.patterns)
+
+
+def quiet_logs() -> None:
+    """Own loggers at INFO, libraries at WARNING, the known notices above silenced.
+
+    The filters sit on the emitting loggers themselves (created here if the library is not
+    imported yet), so they hold however a library routes its records to handlers.
+    """
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    for name in OWN_LOGGERS:
+        logging.getLogger(name).setLevel(logging.INFO)
+    for name, patterns in NOTICES.items():
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, KnownNotices) for f in logger.filters):
+            logger.addFilter(KnownNotices(patterns))
+    for category, message in WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=category)
 
 
 def run(main: Callable[[], None]) -> None:
@@ -26,7 +82,7 @@ def run(main: Callable[[], None]) -> None:
 
     Set ALIGNTAX_DEBUG=1 to see the full traceback instead.
     """
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    quiet_logs()
     try:
         main()
     except EXPECTED as err:

@@ -70,8 +70,9 @@ def _from_source(cfg: ModelConfig) -> tuple[PreTrainedModel, PreTrainedTokenizer
     if cfg.name == PACKAGED:
         gguf = packaged_gguf()
         log.info("converting %s (GGUF, ~40 s once)", gguf.name)
-        tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, torch_dtype=dtype)
+        # legacy=True is what the GGUF tokenizer already uses (and saves); saying so skips the notice
+        tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name, legacy=True)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=dtype)
         # The dequantised weights are plain tensors; the GGUF quantization note would make
         # save_pretrained / from_pretrained look for a quantizer that does not apply.
         if hasattr(model.config, "quantization_config"):
@@ -83,7 +84,7 @@ def _from_source(cfg: ModelConfig) -> tuple[PreTrainedModel, PreTrainedTokenizer
         kwargs["revision"] = cfg.revision
     try:
         tok = AutoTokenizer.from_pretrained(cfg.name, **kwargs)
-        model = AutoModelForCausalLM.from_pretrained(cfg.name, torch_dtype=dtype, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(cfg.name, dtype=dtype, **kwargs)
     except OSError as err:
         raise RuntimeError(
             f"model.name: could not load '{cfg.name}' ({str(err).splitlines()[0]}). A hub id needs "
@@ -139,9 +140,9 @@ def load_tokenizer(path: str | Path, padding_side: str = "right") -> PreTrainedT
 def load_model(path: str | Path, dtype: str | None = None, **kwargs) -> PreTrainedModel:
     """Causal LM saved by prepare-model or a trainer (safetensors, no remote code)."""
     _require_dir(path)
-    torch_dtype = DTYPES[dtype] if dtype else "auto"
     try:
-        return AutoModelForCausalLM.from_pretrained(path, torch_dtype=torch_dtype, use_safetensors=True, **kwargs)
+        return AutoModelForCausalLM.from_pretrained(path, dtype=DTYPES[dtype] if dtype else "auto",
+                                                    use_safetensors=True, **kwargs)
     except (OSError, ValueError, SafetensorError) as err:  # truncated weights, invalid config.json
         first = str(err).strip().splitlines()[0] if str(err).strip() else ""
         raise RuntimeError(

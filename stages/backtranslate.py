@@ -6,22 +6,24 @@ without --shard to merge.
 """
 
 from aligntax import cli
-from aligntax.augment.backtranslate import BacktranslateConfig, EmbeddingSimilarity, run_backtranslate
-from aligntax.augment.chunks import Shard
-from aligntax.config import load_section, load_seed, read_params
-from aligntax.io import write_json
-from aligntax.ner import NerConfig, load_ner
 
 
 def main() -> None:
     p = cli.parser(__doc__)
-    p.add_argument("--train", default="data/raw/train.parquet")
+    p.add_argument("--train", default="data/raw/train.parquet", help="train posts (download)")
     p.add_argument("--scorers", default="models/scorers", help="fitted scorer artifacts (fit-scorers)")
-    p.add_argument("--out", default="data/augment/paraphrases.parquet")
-    p.add_argument("--metrics", default="metrics/backtranslate.json")
+    p.add_argument("--out", default="data/augment/paraphrases.parquet", help="paraphrases written")
+    p.add_argument("--metrics", default="metrics/backtranslate.json", help="row counts written (kept, dropped, why)")
     p.add_argument("--work-dir", default="data/augment/.work", help="finished chunks of interrupted runs")
     p.add_argument("--shard", default=None, help="K/N: process only every N-th chunk starting at K")
     args = p.parse_args()
+
+    from aligntax.augment.backtranslate import BacktranslateConfig, EmbeddingSimilarity, run_backtranslate
+    from aligntax.augment.chunks import Shard
+    from aligntax.config import load_section, load_seed, read_params
+    from aligntax.io import write_json
+    from aligntax.ner import NerConfig, load_ner
+
     params = read_params(args.params)
     cfg = load_section(params, "backtranslate", BacktranslateConfig)
     ner_cfg = load_section(params, "ner", NerConfig)

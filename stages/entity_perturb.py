@@ -5,26 +5,28 @@ Resumable and shardable like backtranslate (`--shard K/N`, then one run without 
 """
 
 from aligntax import cli
-from aligntax.augment.chunks import Shard
-from aligntax.augment.perturb import PerturbConfig, run_perturb
-from aligntax.config import load_section, load_seed, read_params
-from aligntax.io import write_json
-from aligntax.models import ModelConfig
-from aligntax.ner import NerConfig, load_ner
 
 
 def main() -> None:
     p = cli.parser(__doc__)
-    p.add_argument("--train", default="data/raw/train.parquet")
-    p.add_argument("--paraphrases", default="data/augment/paraphrases.parquet")
-    p.add_argument("--toxic", default="data/augment/toxic.parquet")
-    p.add_argument("--base-model", default="models/base")
+    p.add_argument("--train", default="data/raw/train.parquet", help="train posts (download)")
+    p.add_argument("--paraphrases", default="data/augment/paraphrases.parquet", help="paraphrases (backtranslate)")
+    p.add_argument("--toxic", default="data/augment/toxic.parquet", help="toxic rewrites (toxify)")
+    p.add_argument("--base-model", default="models/base", help="base model (prepare-model)")
     p.add_argument("--scorers", default="models/scorers", help="fitted scorer artifacts (fit-scorers)")
-    p.add_argument("--out", default="data/augment/groups.parquet")
-    p.add_argument("--metrics", default="metrics/entity_perturb.json")
+    p.add_argument("--out", default="data/augment/groups.parquet", help="contrastive groups written")
+    p.add_argument("--metrics", default="metrics/entity_perturb.json", help="row counts written (kept, dropped, why)")
     p.add_argument("--work-dir", default="data/augment/.work", help="finished chunks of interrupted runs")
     p.add_argument("--shard", default=None, help="K/N: process only every N-th chunk starting at K")
     args = p.parse_args()
+
+    from aligntax.augment.chunks import Shard
+    from aligntax.augment.perturb import PerturbConfig, run_perturb
+    from aligntax.config import load_section, load_seed, read_params
+    from aligntax.io import write_json
+    from aligntax.models import ModelConfig
+    from aligntax.ner import NerConfig, load_ner
+
     params = read_params(args.params)
     cfg = load_section(params, "entity_perturb", PerturbConfig)
     ner_cfg = load_section(params, "ner", NerConfig)

@@ -3,21 +3,24 @@
 from pathlib import Path
 
 from aligntax import cli
-from aligntax.config import load_section, load_seed, read_params
-from aligntax.io import atomic_dir, write_json
-from aligntax.ner import NerConfig, load_ner
-from aligntax.scoring import ScoringConfig
-from aligntax.scoring.fit import fit_scorers, read_jsonl
 
 
 def main() -> None:
     p = cli.parser(__doc__)
-    p.add_argument("--toxicity", default="data/sample/toxicity_sample.jsonl")
-    p.add_argument("--faithfulness", default="data/sample/faithfulness_sample.jsonl")
-    p.add_argument("--tldr", default="data/sample/tldr_sample.jsonl")
-    p.add_argument("--out", default="models/scorers")
-    p.add_argument("--metrics", default="metrics/fit_scorers.json")
+    p.add_argument("--toxicity", default="data/sample/toxicity_sample.jsonl", help="labelled toxicity sample (JSONL)")
+    p.add_argument("--faithfulness", default="data/sample/faithfulness_sample.jsonl",
+                   help="FRANK summaries with human consistency labels (JSONL)")
+    p.add_argument("--tldr", default="data/sample/tldr_sample.jsonl", help="TL;DR posts and summaries (JSONL)")
+    p.add_argument("--out", default="models/scorers", help="folder the fitted scorer heads and split are written to")
+    p.add_argument("--metrics", default="metrics/fit_scorers.json", help="fit results written (CV ROC-AUC, C)")
     args = p.parse_args()
+
+    from aligntax.config import load_section, load_seed, read_params
+    from aligntax.io import atomic_dir, write_json
+    from aligntax.ner import NerConfig, load_ner
+    from aligntax.scoring import ScoringConfig
+    from aligntax.scoring.fit import fit_scorers, read_jsonl
+
     params = read_params(args.params)
     cfg = load_section(params, "scoring", ScoringConfig)
     ner = load_ner(load_section(params, "ner", NerConfig))

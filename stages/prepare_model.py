@@ -1,16 +1,18 @@
 """DVC stage `prepare-model`: the base model as a safetensors checkpoint in models/base/."""
 
 from aligntax import cli
-from aligntax.config import load_section, read_params
-from aligntax.io import write_json
-from aligntax.models import ModelConfig, prepare_base_model
 
 
 def main() -> None:
     p = cli.parser(__doc__)
-    p.add_argument("--out", default="models/base")
-    p.add_argument("--metrics", default="metrics/prepare_model.json")
+    p.add_argument("--out", default="models/base", help="folder the safetensors model and tokenizer are written to")
+    p.add_argument("--metrics", default="metrics/prepare_model.json", help="model facts written (architecture, size)")
     args = p.parse_args()
+
+    from aligntax.config import load_section, read_params
+    from aligntax.io import write_json
+    from aligntax.models import ModelConfig, prepare_base_model
+
     cfg = load_section(read_params(args.params), "model", ModelConfig)
     write_json(prepare_base_model(cfg, args.out), args.metrics)
 

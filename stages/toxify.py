@@ -4,22 +4,24 @@ Resumable and shardable like backtranslate (`--shard K/N`, then one run without 
 """
 
 from aligntax import cli
-from aligntax.augment.chunks import Shard
-from aligntax.augment.toxify import ToxifyConfig, run_toxify
-from aligntax.config import load_section, load_seed, read_params
-from aligntax.io import write_json
 
 
 def main() -> None:
     p = cli.parser(__doc__)
-    p.add_argument("--train", default="data/raw/train.parquet")
-    p.add_argument("--base-model", default="models/base")
+    p.add_argument("--train", default="data/raw/train.parquet", help="train posts (download)")
+    p.add_argument("--base-model", default="models/base", help="base model (prepare-model)")
     p.add_argument("--scorers", default="models/scorers", help="fitted scorer artifacts (fit-scorers)")
-    p.add_argument("--out", default="data/augment/toxic.parquet")
-    p.add_argument("--metrics", default="metrics/toxify.json")
+    p.add_argument("--out", default="data/augment/toxic.parquet", help="toxic rewrites written")
+    p.add_argument("--metrics", default="metrics/toxify.json", help="row counts written (kept, dropped, why)")
     p.add_argument("--work-dir", default="data/augment/.work", help="finished chunks of interrupted runs")
     p.add_argument("--shard", default=None, help="K/N: process only every N-th chunk starting at K")
     args = p.parse_args()
+
+    from aligntax.augment.chunks import Shard
+    from aligntax.augment.toxify import ToxifyConfig, run_toxify
+    from aligntax.config import load_section, load_seed, read_params
+    from aligntax.io import write_json
+
     params = read_params(args.params)
     cfg = load_section(params, "toxify", ToxifyConfig)
 

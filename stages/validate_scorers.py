@@ -1,22 +1,25 @@
 """DVC stage `validate-scorers`: score the held-out labelled samples -> metrics/scorers.json."""
 
 from aligntax import cli
-from aligntax.config import load_section, load_seed, read_params
-from aligntax.io import write_json
-from aligntax.ner import NerConfig, load_ner
-from aligntax.scoring import ScoringConfig
-from aligntax.scoring.fit import read_jsonl, read_split
-from aligntax.scoring.validate import validate_scorers
 
 
 def main() -> None:
     p = cli.parser(__doc__)
-    p.add_argument("--toxicity", default="data/sample/toxicity_sample.jsonl")
-    p.add_argument("--faithfulness", default="data/sample/faithfulness_sample.jsonl")
-    p.add_argument("--tldr", default="data/sample/tldr_sample.jsonl")
+    p.add_argument("--toxicity", default="data/sample/toxicity_sample.jsonl", help="labelled toxicity sample (JSONL)")
+    p.add_argument("--faithfulness", default="data/sample/faithfulness_sample.jsonl",
+                   help="FRANK summaries with human consistency labels (JSONL)")
+    p.add_argument("--tldr", default="data/sample/tldr_sample.jsonl", help="TL;DR posts and summaries (JSONL)")
     p.add_argument("--scorers", default="models/scorers", help="fit-scorers output (heads + split.json)")
-    p.add_argument("--metrics", default="metrics/scorers.json")
+    p.add_argument("--metrics", default="metrics/scorers.json", help="held-out validation results written")
     args = p.parse_args()
+
+    from aligntax.config import load_section, load_seed, read_params
+    from aligntax.io import write_json
+    from aligntax.ner import NerConfig, load_ner
+    from aligntax.scoring import ScoringConfig
+    from aligntax.scoring.fit import read_jsonl, read_split
+    from aligntax.scoring.validate import validate_scorers
+
     params = read_params(args.params)
     cfg = load_section(params, "scoring", ScoringConfig)
     ner = load_ner(load_section(params, "ner", NerConfig))

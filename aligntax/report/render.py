@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from aligntax.evaluate.patterns import PATTERNS
 from aligntax.io import write_atomic
 from aligntax.report.compare import verdict
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.text import Annotation
 
 
 def _ci(mean: float, low: float, high: float, signed: bool = False) -> str:
@@ -69,27 +74,65 @@ def markdown(table: pd.DataFrame, reference: str, confidence: float, png_name: s
     return "\n".join(lines)
 
 
+# Label positions tried in order (offset in points, alignment), near to far: the first spot that
+# covers no other label and no point wins, so the layout is deterministic and labels never overlap.
+_SPOTS = [(dx * r, dy * r, ha, va) for r in (1, 2, 3.5)
+          for dx, dy, ha, va in ((5, 5, "left", "bottom"), (5, -5, "left", "top"), (-5, 5, "right", "bottom"),
+                                 (-5, -5, "right", "top"), (0, 7, "center", "bottom"), (0, -7, "center", "top"),
+                                 (8, 0, "left", "center"), (-8, 0, "right", "center"))]
+
+
+def place_labels(ax: Axes, xs: list[float], ys: list[float], names: list[str], colors: list) -> list[Annotation]:
+    """Annotate each point with its name at the first free spot of ``_SPOTS`` (a leader line when far)."""
+    from matplotlib.transforms import Bbox
+
+    ax.figure.canvas.draw()  # settle the autoscaled limits: boxes are measured in pixels
+    renderer = ax.figure.canvas.get_renderer()
+    frame = ax.get_window_extent(renderer)
+    taken = [Bbox.from_bounds(px - 4, py - 4, 8, 8) for px, py in ax.transData.transform(list(zip(xs, ys, strict=True)))]
+    labels = []
+    for x, y, name, color in zip(xs, ys, names, colors, strict=True):
+        for i, (dx, dy, ha, va) in enumerate(_SPOTS):
+            far = i >= 16  # the outer ring gets a leader line back to its point
+            label = ax.annotate(
+                name, (x, y), textcoords="offset points", xytext=(dx, dy), ha=ha, va=va, color=color, fontsize=9,
+                bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8},
+                arrowprops={"arrowstyle": "-", "color": color, "lw": 0.6} if far else None,
+            )
+            box = label.get_window_extent(renderer)
+            fits = frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
+            if fits and not any(box.overlaps(other) for other in taken):
+                break
+            if i < len(_SPOTS) - 1:
+                label.remove()
+        taken.append(box)
+        labels.append(label)
+    return labels
+
+
 def tradeoff_png(table: pd.DataFrame, reference: str, path: str | Path) -> None:
-    """Scatter of mean toxicity (x) against mean faithfulness (y) with CIs, written atomically."""
+    """Scatter of mean toxicity (x) against mean faithfulness (y) with CIs, labelled, written atomically."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.8), dpi=100)
+    colors = []
     for _, r in table.iterrows():
         is_ref = r["method"] == reference
-        ax.errorbar(
+        bars = ax.errorbar(
             r["toxicity"], r["faithfulness"],
             xerr=[[r["toxicity"] - r["toxicity_low"]], [r["toxicity_high"] - r["toxicity"]]],
             yerr=[[r["faithfulness"] - r["faithfulness_low"]], [r["faithfulness_high"] - r["faithfulness"]]],
             fmt="s" if is_ref else "o", color="black" if is_ref else None, capsize=3, alpha=0.9,
         )
-        ax.annotate(r["method"], (r["toxicity"], r["faithfulness"]), textcoords="offset points", xytext=(5, 5))
+        colors.append(bars.lines[0].get_color())
     ax.set_xlabel("toxicity (mean, lower is better)")
     ax.set_ylabel("faithfulness (mean, higher is better)")
     ax.set_title(f"Toxicity x faithfulness ({int(table['n'].min())} eval posts, reference: {reference})")
     ax.grid(alpha=0.3)
     fig.tight_layout()
+    place_labels(ax, list(table["toxicity"]), list(table["faithfulness"]), list(table["method"]), colors)
     write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", metadata={"Software": None}))
     plt.close(fig)
