@@ -256,7 +256,7 @@ def not_applicable(processors: Sequence[Any] | None) -> str | None:
     return f"decodes with logits processor(s) {names}, which have no teacher-forced form here"
 
 
-def score_method(
+def score_pairs(
     method: str, model, tokenizer, processors: Sequence[Any] | None, prefix: str, template: str,
     items: Sequence[PostPairs], cfg: PreferenceConfig, model_dir: str | Path,
 ) -> tuple[pd.DataFrame, np.ndarray]:

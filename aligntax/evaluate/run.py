@@ -22,8 +22,14 @@ from aligntax.evaluate.generate import GenerateConfig, generate
 from aligntax.evaluate.methods import decoding_setup
 from aligntax.evaluate.metrics import EntityFinder, MetricsConfig, PairScorer, TextScorer, score_posts, summarize
 from aligntax.evaluate.patterns import PatternConfig
-from aligntax.evaluate.preference import PREFERENCES, PreferenceConfig, build_pairs, not_applicable, summarize_preferences
-from aligntax.evaluate.preference import score_method as score_preferences
+from aligntax.evaluate.preference import (
+    PREFERENCES,
+    PreferenceConfig,
+    build_pairs,
+    not_applicable,
+    score_pairs,
+    summarize_preferences,
+)
 from aligntax.models import load_model, load_tokenizer
 
 log = logging.getLogger(__name__)
@@ -124,7 +130,7 @@ def preference_method(
     if reason is not None:
         log.info("%s: preference scoring not applicable: %s", method, reason)
         return pd.DataFrame(columns=PREFERENCES.columns), {"applicable": False, "reason": reason, "rows": rows}
-    pairs, seconds = score_preferences(method, decoding.model, decoding.tokenizer, decoding.processors,
+    pairs, seconds = score_pairs(method, decoding.model, decoding.tokenizer, decoding.processors,
                                        decoding.prefix, prompt_template, items, cfg.preference, decoding.model_dir)
     log.info("%s: %d preference pairs on %d posts in %.1f s", method, len(pairs), len(items), seconds.sum())
     return pairs, {"applicable": True, **summarize_preferences(pairs, rows, cfg.preference)}

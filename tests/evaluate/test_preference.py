@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from aligntax.baselines.self_debias import SelfDebiasConfig, SelfDebiasLogitsProcessor
-from aligntax.evaluate.preference import PreferenceConfig, build_pairs, end_token, margins, score_method, score_post
+from aligntax.evaluate.preference import PreferenceConfig, build_pairs, end_token, margins, score_pairs, score_post
 from aligntax.models import build_prompt, load_model, load_tokenizer
 
 TEMPLATE = "post: {post} tl;dr:"
@@ -131,7 +131,7 @@ def test_controls_training_toward_references_raises_and_toward_negatives_lowers(
     cfg = PreferenceConfig()
 
     def measure(model):
-        pairs, _ = score_method("m", model, tok, None, "", TEMPLATE, items, cfg, tiny_llama_dir)
+        pairs, _ = score_pairs("m", model, tok, None, "", TEMPLATE, items, cfg, tiny_llama_dir)
         ref = pairs[pairs["good"] == "reference"]
         return ref["margin_mean"].mean(), ref["preferred"].mean()
 
