@@ -12,8 +12,11 @@ accuracy / mean margin per axis; with --out also writes <out>/<method>/preferenc
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from aligntax.config import load_section, read_params
 from aligntax.evaluate.preference import PAIR_AXES, PREFERENCES
