@@ -143,3 +143,21 @@ def test_controls_training_toward_references_raises_and_toward_negatives_lowers(
         assert margin1 > margin0 + 0.1 and acc1 > acc0
     else:
         assert margin1 < margin0 - 0.1 and acc1 < acc0
+
+
+def test_decoding_time_methods_are_scored_or_marked_not_applicable(tiny_llama_dir):
+    from transformers import TopKLogitsWarper
+
+    from aligntax.evaluate.preference import not_applicable
+
+    model, tok = load_model(tiny_llama_dir), load_tokenizer(tiny_llama_dir)
+    assert not_applicable(None) is None
+    assert not_applicable([SelfDebiasLogitsProcessor(model, tok, SelfDebiasConfig(prefixes=["rude:"]))]) is None
+    reason = not_applicable([TopKLogitsWarper(5)])
+    assert "TopKLogitsWarper" in reason
+    items, _ = build_pairs(_evals(), _groups())
+    with pytest.raises(ValueError, match="not applicable"):
+        score_pairs("odd", model, tok, [TopKLogitsWarper(5)], "", TEMPLATE, items, PreferenceConfig(), tiny_llama_dir)
+    plain, _ = score_pairs("m", model, tok, None, "", TEMPLATE, items[:1], PreferenceConfig(), tiny_llama_dir)
+    prefixed, _ = score_pairs("m", model, tok, None, "be kind: ", TEMPLATE, items[:1], PreferenceConfig(), tiny_llama_dir)
+    assert not np.allclose(plain["margin"], prefixed["margin"])  # instructive: scored behind its prefix
