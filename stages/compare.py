@@ -1,35 +1,66 @@
-"""DVC stage `compare`: every method against the reference -> reports/comparison.md + tradeoff plot."""
+"""DVC stage `compare`: every method against the reference -> reports/comparison.md + tradeoff plot.
 
+The report holds the generation metrics (Δ vs the reference with CIs and MDEs), the likelihood
+preference table and a header naming the scorers and their validated ROC-AUCs.
+"""
+
+import json
 import os
+from pathlib import Path
 
 from aligntax import cli
-from aligntax.config import load_section, load_seed, read_params
-from aligntax.io import atomic_path, write_json
-from aligntax.report.compare import CompareConfig, compare, key_metrics, load_inputs, load_methods, tradeoff_points
-from aligntax.report.render import markdown, tradeoff_png
 
 
 def main() -> None:
     p = cli.parser(__doc__)
     p.add_argument("--metrics-dir", default="metrics/evaluate", help="metrics/evaluate/<method>.json")
-    p.add_argument("--eval-dir", default="data/eval", help="data/eval/<method>/scores.parquet")
+    p.add_argument("--eval-dir", default="data/eval", help="data/eval/<method>/{scores,preferences}.parquet")
+    p.add_argument("--scorers-metrics", default=None, help="metrics/scorers.json (validate-scorers), for the header")
     p.add_argument("--report", default="reports/comparison.md")
     p.add_argument("--png", default="reports/tradeoff.png")
     p.add_argument("--plot-data", default="metrics/tradeoff.json")
     p.add_argument("--metrics", default="metrics/compare.json")
     args = p.parse_args()
+
+    # Heavy imports after parsing, so --help stays fast.
+    from aligntax.config import load_section, load_seed, read_params
+    from aligntax.io import atomic_path, write_json
+    from aligntax.report.compare import (
+        CompareConfig,
+        adjust,
+        compare,
+        compare_preferences,
+        key_metrics,
+        load_inputs,
+        load_methods,
+        tradeoff_points,
+    )
+    from aligntax.report.render import instruments, markdown, tradeoff_png
+    from aligntax.scoring import ScoringConfig
+
     params = read_params(args.params)
     cfg = load_section(params, "compare", CompareConfig)
+    scoring = load_section(params, "scoring", ScoringConfig)
     methods = list(load_methods(params))
-    metrics, scores = load_inputs(methods, args.metrics_dir, args.eval_dir)
-    table = compare(methods, metrics, scores, cfg, load_seed(params))
+    header = None
+    if args.scorers_metrics:
+        path = Path(args.scorers_metrics)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: scorer validation not found; run `dvc repro validate-scorers`")
+        header = instruments(json.loads(path.read_text()), scoring.toxicity.backend, scoring.faithfulness.backend)
+    metrics, scores, prefs = load_inputs(methods, args.metrics_dir, args.eval_dir)
+    seed = load_seed(params)
+    table = compare(methods, metrics, scores, cfg, seed)
+    pref_table = compare_preferences(methods, metrics, prefs, cfg, seed)
+    adjust(table, pref_table, cfg.reference)
 
-    report = markdown(table, cfg.reference, cfg.confidence, os.path.relpath(args.png, os.path.dirname(args.report) or "."))
+    report = markdown(table, cfg.reference, cfg.confidence,
+                      os.path.relpath(args.png, os.path.dirname(args.report) or "."), pref_table, header)
     tradeoff_png(table, cfg.reference, args.png)
     with atomic_path(args.report) as tmp:
         tmp.write_text(report)
     write_json(tradeoff_points(table), args.plot_data)
-    write_json(key_metrics(table), args.metrics)
+    write_json(key_metrics(table, pref_table), args.metrics)
 
 
 if __name__ == "__main__":

@@ -15,13 +15,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-import scipy.linalg
 from sklearn.linear_model import RidgeClassifier
 from threadpoolctl import threadpool_limits
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from aligntax.baselines.attributes import AXES, load_word_lists
-from aligntax.baselines.projection import counterfactual_contexts, final_states, held_out_split, probe_accuracy
+from aligntax.baselines.projection import (
+    counterfactual_contexts,
+    extend_basis,
+    final_states,
+    held_out_split,
+    probe_accuracy,
+)
 from aligntax.config import check
 
 log = logging.getLogger(__name__)
@@ -51,12 +56,6 @@ class InlpConfig:
         check(self.batch_size >= 1, "inlp.batch_size", "an integer >= 1")
 
 
-def rowspace_projection(directions: np.ndarray) -> np.ndarray:
-    """Projection onto the span of the rows of ``directions`` [r, H]: B B^T."""
-    basis = scipy.linalg.orth(directions.T)
-    return basis @ basis.T
-
-
 def inlp_projection(
     x: np.ndarray, y: np.ndarray, n_iterations: int, regularization: float, seed: int,
     start: np.ndarray | None = None,
@@ -64,20 +63,26 @@ def inlp_projection(
     """Null-space projection P [H, H] after ``n_iterations`` classifiers; their training accuracies.
 
     ``start`` is an earlier projection whose removed directions stay removed (axes chain).
+    Stable under float noise: float64 throughout, a closed-form solver, and a removed basis grown
+    by thresholded Gram-Schmidt (``extend_basis``) instead of a rank decision at machine precision.
     """
+    x = np.asarray(x, dtype=np.float64)
     dim = x.shape[1]
-    removed = np.eye(dim) - start if start is not None else np.zeros((dim, dim))
-    directions = [scipy.linalg.orth(removed).T] if removed.any() else []
-    projection = np.eye(dim) - removed
-    accuracies = []
+    basis = np.zeros((dim, 0))
+    if start is not None:
+        vals, vecs = np.linalg.eigh(np.eye(dim) - np.asarray(start, dtype=np.float64))
+        basis = vecs[:, vals > 0.5]  # P is a projection: eigenvalues are 0 or 1
+    accuracies, scale = [], None
     with threadpool_limits(limits=1):  # small matrices: one BLAS thread is fastest on a busy CPU
         for _ in range(n_iterations):
-            clf = RidgeClassifier(alpha=regularization)
-            clf.fit(x @ projection, y)
-            accuracies.append(float(clf.score(x @ projection, y)))
-            directions.append(clf.coef_)
-            projection = np.eye(dim) - rowspace_projection(np.vstack(directions))
-    return projection, accuracies
+            xp = x - (x @ basis) @ basis.T
+            clf = RidgeClassifier(alpha=regularization, solver="cholesky")
+            clf.fit(xp, y)
+            accuracies.append(float(clf.score(xp, y)))
+            coef = np.atleast_2d(clf.coef_)
+            scale = scale or float(np.linalg.norm(coef, axis=1).max())
+            basis = extend_basis(basis, coef, scale)
+    return np.eye(dim) - basis @ basis.T, accuracies
 
 
 def fit_inlp(

@@ -103,6 +103,27 @@ def final_states(
     return torch.cat(out).numpy() if out else np.zeros((0, model.config.hidden_size), dtype=np.float32)
 
 
+TOLERANCE = 1e-6
+"""A direction adds to a removed subspace only if its part outside that subspace is longer than
+this share of ``scale`` (the size of real signal). In INLP the ridge weights shrink quickly once
+the attribute is gone and the 3-class ridge's weight rows sum to ~0, so late rows are float noise
+(~1e-14): a rank decision at machine precision (scipy.linalg.orth) used to remove such noise
+directions, and the fit moved between machines."""
+
+
+def extend_basis(basis: np.ndarray, directions: np.ndarray, scale: float, tol: float = TOLERANCE) -> np.ndarray:
+    """``basis`` [H, r] (orthonormal columns) extended, in row order, by the parts of the rows of
+    ``directions`` orthogonal to it that are longer than ``tol * scale`` (Gram-Schmidt, twice)."""
+    for w in np.asarray(directions, dtype=np.float64):
+        v = w.copy()
+        for _ in range(2):
+            v = v - basis @ (basis.T @ v)
+        rest = np.linalg.norm(v)
+        if rest > tol * scale:
+            basis = np.hstack([basis, (v / rest)[:, None]])
+    return basis
+
+
 def held_out_split(tuple_ids: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     """Boolean mask of rows whose whole counterfactual tuple is held out (no tuple is split)."""
     unique = np.unique(tuple_ids)

@@ -14,11 +14,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-import scipy.linalg
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from aligntax.baselines.attributes import AXES, load_word_lists
-from aligntax.baselines.projection import counterfactual_contexts, final_states, held_out_split, probe_accuracy
+from aligntax.baselines.projection import (
+    counterfactual_contexts,
+    extend_basis,
+    final_states,
+    held_out_split,
+    probe_accuracy,
+)
 from aligntax.config import check
 
 log = logging.getLogger(__name__)
@@ -48,8 +53,9 @@ class SentenceDebiasConfig:
 
 def bias_subspace(states: np.ndarray, tuple_ids: np.ndarray, n_components: int) -> tuple[np.ndarray, np.ndarray]:
     """Top principal directions [k, H] of tuple-centred states, and the share of variance each explains."""
-    centred = np.empty_like(states, dtype=np.float64)
-    for tid in np.unique(tuple_ids):
+    states = np.asarray(states, dtype=np.float64)
+    centred = np.empty_like(states)
+    for tid in np.unique(tuple_ids):  # sorted: a fixed order
         rows = tuple_ids == tid
         centred[rows] = states[rows] - states[rows].mean(0)
     _, singular, vt = np.linalg.svd(centred, full_matrices=False)
@@ -59,8 +65,9 @@ def bias_subspace(states: np.ndarray, tuple_ids: np.ndarray, n_components: int) 
 
 
 def subspace_projection(directions: np.ndarray) -> np.ndarray:
-    """P = I - B B^T with B an orthonormal basis of the rows of ``directions`` [r, H]."""
-    basis = scipy.linalg.orth(directions.T)
+    """P = I - B B^T with B an orthonormal basis of the rows of ``directions`` [r, H] (unit rows),
+    grown by thresholded Gram-Schmidt so a float-noise rank decision cannot add a direction."""
+    basis = extend_basis(np.zeros((directions.shape[1], 0)), directions, scale=1.0)
     return np.eye(directions.shape[1]) - basis @ basis.T
 
 

@@ -13,7 +13,15 @@ from dataclasses import dataclass
 
 import torch
 from tqdm import tqdm
-from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (
+    GenerationConfig,
+    LogitsProcessor,
+    LogitsProcessorList,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    StoppingCriteria,
+    StoppingCriteriaList,
+)
 
 from aligntax.config import check
 from aligntax.models import build_prompt
@@ -53,6 +61,17 @@ def stop_token_ids(model: PreTrainedModel) -> list[int]:
     return ids
 
 
+class _Progress(StoppingCriteria):
+    """Advances a tqdm bar by one decoding step per call; never stops generation."""
+
+    def __init__(self, bar: tqdm) -> None:
+        self.bar = bar
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs) -> torch.BoolTensor:
+        self.bar.update(1)
+        return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+
+
 def generate(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -78,18 +97,22 @@ def generate(
     side = tokenizer.padding_side
     tokenizer.padding_side = "left"
     model.eval()
+    batches = [order[i:i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
+    # One bar over decoding steps (a single batch is the default, so a bar over batches says nothing).
+    bar = tqdm(total=len(batches) * cfg.max_new_tokens, desc="generate", unit="step", disable=not prompts)
     try:
-        batches = [order[i:i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
-        for batch in tqdm(batches, desc="generate", unit="batch", disable=len(batches) < 2):
+        for batch in batches:
             enc = tokenizer([prompts[i] for i in batch], return_tensors="pt", padding=True)
             ids, mask = enc["input_ids"].to(model.device), enc["attention_mask"].to(model.device)
             with torch.inference_mode():
                 out = model.generate(input_ids=ids, attention_mask=mask, generation_config=gen_cfg,
-                                     logits_processor=processors)
+                                     logits_processor=processors,
+                                     stopping_criteria=StoppingCriteriaList([_Progress(bar)]))
             new = out[:, ids.shape[1]:].tolist()
             for i, ids in zip(batch, new, strict=True):
                 results[i] = _decode(ids, stops, tokenizer)
     finally:
+        bar.close()
         tokenizer.padding_side = side
     return results  # type: ignore[return-value]
 

@@ -165,6 +165,7 @@ def summarize(scores: pd.DataFrame, cfg: MetricsConfig, seed: int) -> dict:
         "toxicity": {
             "mean": float(tox.mean()), "ci_low": tox_ci[0], "ci_high": tox_ci[1],
             "max": float(tox.max()), "share_toxic": float((tox >= cfg.toxic_threshold).mean()),
+            "threshold": cfg.toxic_threshold,
         },
         "faithfulness": {"mean": float(faith.mean()), "ci_low": faith_ci[0], "ci_high": faith_ci[1]},
         "entity_hallucination": {

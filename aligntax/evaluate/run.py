@@ -1,8 +1,10 @@
-"""Evaluating one method: generate summaries of the eval posts, then score them.
+"""Evaluating one method: generate summaries of the eval posts, score them, score preferences.
 
-``generate_method`` loads the method's model once and summarises the first ``n_posts`` eval
-posts with the decoding ``decoding_setup`` gives; ``score_method`` turns the generations into
-per-post scores and the metrics JSON with scorers loaded once by ``load_scorers``.
+``load_decoding`` loads the method's model once with the decoding ``decoding_setup`` gives;
+``generate_method`` summarises the first ``n_posts`` eval posts with it; ``score_method`` turns
+the generations into per-post scores and the metrics JSON with scorers loaded once by
+``load_scorers``; ``preference_method`` scores the paired likelihood preferences of every eval
+post with a group (aligntax/evaluate/preference.py) with the same loaded model.
 """
 
 from __future__ import annotations
@@ -20,6 +22,14 @@ from aligntax.evaluate.generate import GenerateConfig, generate
 from aligntax.evaluate.methods import decoding_setup
 from aligntax.evaluate.metrics import EntityFinder, MetricsConfig, PairScorer, TextScorer, score_posts, summarize
 from aligntax.evaluate.patterns import PatternConfig
+from aligntax.evaluate.preference import (
+    PREFERENCES,
+    PreferenceConfig,
+    build_pairs,
+    not_applicable,
+    score_pairs,
+    summarize_preferences,
+)
 from aligntax.models import load_model, load_tokenizer
 
 log = logging.getLogger(__name__)
@@ -37,6 +47,8 @@ class EvaluateConfig:
     """Toxicity threshold and bootstrap settings."""
     patterns: PatternConfig = field(default_factory=PatternConfig)
     """Output-pattern rules (aligntax/evaluate/patterns.py)."""
+    preference: PreferenceConfig = field(default_factory=PreferenceConfig)
+    """Margin normalisation per pair axis (aligntax/evaluate/preference.py)."""
 
     def __post_init__(self) -> None:
         check(self.n_posts >= 0, "evaluate.n_posts", "an integer >= 0 (0 = all eval posts)")
@@ -67,15 +79,35 @@ def select_posts(evals: pd.DataFrame, n_posts: int) -> tuple[pd.DataFrame, dict[
     return kept.reset_index(drop=True), rows
 
 
-def generate_method(
-    method: str, model_dir: str | Path, evals: pd.DataFrame, cfg: EvaluateConfig, prompt_template: str,
-    params: dict[str, Any],
-) -> pd.DataFrame:
-    """Summaries of ``evals`` by the model in ``model_dir``: GENERATIONS columns + finished, n_tokens."""
+@dataclass
+class Decoding:
+    model_dir: str
+    """The method's model folder."""
+    model: Any
+    """The loaded model (possibly wrapped by the method's decoding)."""
+    tokenizer: Any
+    """Its tokenizer."""
+    processors: list | None
+    """Logits processors the method decodes with (None: plain greedy)."""
+    prefix: str
+    """Text put before every prompt."""
+
+
+def load_decoding(method: str, model_dir: str | Path, params: dict[str, Any]) -> Decoding:
+    """The method's model and decoding, loaded once for generation and preference scoring."""
     tokenizer = load_tokenizer(model_dir)
     model = load_model(model_dir, dtype="float32")
     model, processors, prefix = decoding_setup(method, model, tokenizer, params)
-    gens = generate(model, tokenizer, evals["post"].tolist(), prompt_template, cfg.generate, processors, prefix)
+    return Decoding(str(model_dir), model, tokenizer, processors, prefix)
+
+
+def generate_method(
+    method: str, model_dir: str | Path, evals: pd.DataFrame, cfg: EvaluateConfig, prompt_template: str,
+    params: dict[str, Any], decoding: Decoding | None = None,
+) -> pd.DataFrame:
+    """Summaries of ``evals`` by the model in ``model_dir``: GENERATIONS columns + finished, n_tokens."""
+    d = decoding or load_decoding(method, model_dir, params)
+    gens = generate(d.model, d.tokenizer, evals["post"].tolist(), prompt_template, cfg.generate, d.processors, d.prefix)
     return pd.DataFrame({
         "post_id": evals["id"].to_numpy(),
         "method": method,
@@ -85,6 +117,23 @@ def generate_method(
         "finished": [g.finished for g in gens],
         "n_tokens": [g.n_tokens for g in gens],
     })
+
+
+def preference_method(
+    method: str, decoding: Decoding, evals: pd.DataFrame, groups: pd.DataFrame, cfg: EvaluateConfig,
+    prompt_template: str,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Per-pair preference margins on every eval post with a group (all eval posts, not n_posts) and
+    their metrics; a method whose decoding has no teacher-forced form gets no pairs and the reason."""
+    items, rows = build_pairs(evals, groups)
+    reason = not_applicable(decoding.processors)
+    if reason is not None:
+        log.info("%s: preference scoring not applicable: %s", method, reason)
+        return pd.DataFrame(columns=PREFERENCES.columns), {"applicable": False, "reason": reason, "rows": rows}
+    pairs, seconds = score_pairs(method, decoding.model, decoding.tokenizer, decoding.processors,
+                                       decoding.prefix, prompt_template, items, cfg.preference, decoding.model_dir)
+    log.info("%s: %d preference pairs on %d posts in %.1f s", method, len(pairs), len(items), seconds.sum())
+    return pairs, {"applicable": True, **summarize_preferences(pairs, rows, cfg.preference)}
 
 
 def score_method(generations: pd.DataFrame, scorers: Scorers, cfg: EvaluateConfig, seed: int) -> tuple[pd.DataFrame, dict]:

@@ -15,44 +15,104 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.text import Annotation
 
+FAITHFULNESS_MEANS = {
+    "ensemble": "lexical support of the summary by the post (offline, fitted on FRANK): it rewards copying the "
+                "post and does not separate a faithful paraphrase from an entity swap, so read it with the "
+                "preference table below",
+    "overlap": "lexical overlap of the summary with the post (offline): it rewards copying the post",
+    "summac-zs": "NLI entailment of the summary by 2-sentence chunks of the post (SummaC zero-shot)",
+}
 
-def _ci(mean: float, low: float, high: float, signed: bool = False) -> str:
-    fmt = "{:+.3f}" if signed else "{:.3f}"
-    return f"{fmt.format(mean)} [{fmt.format(low)}, {fmt.format(high)}]"
+
+def _num(x: float, signed: bool = False, digits: int = 3) -> str:
+    if pd.isna(x):
+        return "n/a"
+    return f"{x:+.{digits}f}" if signed else f"{x:.{digits}f}"
+
+
+def _ci(mean: float, low: float, high: float, signed: bool = False, digits: int = 3) -> str:
+    if pd.isna(mean):
+        return "n/a"
+    return f"{_num(mean, signed, digits)} [{_num(low, signed, digits)}, {_num(high, signed, digits)}]"
 
 
 def _pct(x: float) -> str:
-    return f"{100 * x:.0f}%"
+    return "n/a" if pd.isna(x) else f"{100 * x:.0f}%"
 
 
-def markdown(table: pd.DataFrame, reference: str, confidence: float, png_name: str | None) -> str:
-    """reports/comparison.md: the main table (deltas vs the reference with CIs) and the patterns."""
+def _delta(r: pd.Series, key: str, reference: str, alpha: float, digits: int = 3) -> list[str]:
+    """Cells Δ [CI] and MDE of one paired delta ("reference" on the reference row)."""
+    if r["method"] == reference:
+        return ["reference", "–"]
+    cell = _ci(r.get(key), r.get(f"{key}_low"), r.get(f"{key}_high"), signed=True, digits=digits)
+    q = r.get(f"{key}_q")
+    if not pd.isna(q) and q < alpha:
+        cell = f"**{cell}**"
+    return [cell, "n/a" if pd.isna(r.get(f"{key}_mde")) else f"±{r[f'{key}_mde']:.{digits}f}"]
+
+
+def _auc(part: dict, backend: str) -> str:
+    entry = part.get(backend)
+    if not isinstance(entry, dict) or "overall" not in entry:
+        return "not validated in metrics/scorers.json"
+    by = ", ".join(f"{k} {v['roc_auc']:.2f}" for k, v in sorted(entry.get("by_source", {}).items()))
+    return f"held-out ROC-AUC {entry['overall']['roc_auc']:.2f} (n={entry['overall']['n']}" + (f"; {by})" if by else ")")
+
+
+def instruments(scorers: dict, toxicity: str, faithfulness: str) -> list[str]:
+    """Header lines naming the toxicity and faithfulness backends and their validated ROC-AUCs."""
+    tox, faith = scorers.get("toxicity", {}), scorers.get("faithfulness", {})
+    swap = faith.get(faithfulness, {}).get("entity_swap", {}) if isinstance(faith.get(faithfulness), dict) else {}
+    swap_txt = (f"; prefers the true summary over an entity swap in {100 * swap['pairwise_accuracy']:.0f}% of "
+                f"{swap['n_pairs']} pairs") if "pairwise_accuracy" in swap else ""
+    means = FAITHFULNESS_MEANS.get(faithfulness, "NLI entailment of the summary by the post")
+    return [
+        f"- **Toxicity**: `{toxicity}`, {_auc(tox, toxicity)} (metrics/scorers.json). Mean over **non-empty** "
+        "generations; the empty rate stands beside it.",
+        f"- **Faithfulness**: `{faithfulness}`, {_auc(faith, faithfulness)}{swap_txt}. What it measures: {means}. "
+        "Empty generations score 0.",
+    ]
+
+
+def markdown(table: pd.DataFrame, reference: str, confidence: float, png_name: str | None,
+             prefs: pd.DataFrame | None = None, header: list[str] | None = None) -> str:
+    """reports/comparison.md: the main table (deltas vs the reference with CIs and MDEs), the
+    preference table, the patterns."""
     level = f"{100 * confidence:g}%"
     n = int(table["n"].min())
     lines = [
         "# Comparing methods",
         "",
         f"{n} eval posts per method, greedy decoding. Deltas are against `{reference}` on the same posts, "
-        f"with {level} paired bootstrap intervals; the alignment tax is a negative Δ faithfulness.",
+        f"with {level} paired bootstrap intervals; the alignment tax is a negative Δ faithfulness. "
+        f"MDE: the minimum detectable effect of that Δ at 80% power (α {1 - confidence:g}, paired, this n): "
+        "a Δ inside ±MDE cannot be told from no effect. **Bold** Δ and the verdict: Benjamini–Hochberg "
+        f"adjusted p (paired t-test) < {1 - confidence:g} over every Δ toxicity, Δ faithfulness and Δ margin "
+        "in this report.",
         "",
-        f"| method | toxicity [{level} CI] | Δ toxicity | faithfulness [{level} CI] | Δ faithfulness | "
-        "toxic ≥ thr. | entity halluc. | ROUGE-1/2/L | words | verdict |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        *(header or []),
+        "",
+        f"| method | toxicity, non-empty [{level} CI] | Δ toxicity | MDE | empty | faithfulness [{level} CI] | "
+        "Δ faithfulness | MDE | toxic ≥ thr. | entity halluc. | ROUGE-1/2/L | words | verdict |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for _, r in table.iterrows():
         cells = [
             f"`{r['method']}`",
             _ci(r["toxicity"], r["toxicity_low"], r["toxicity_high"]),
-            _ci(r["d_toxicity"], r["d_toxicity_low"], r["d_toxicity_high"], signed=True),
+            *_delta(r, "d_toxicity", reference, 1 - confidence),
+            _pct(r["empty_rate"]),
             _ci(r["faithfulness"], r["faithfulness_low"], r["faithfulness_high"]),
-            _ci(r["d_faithfulness"], r["d_faithfulness_low"], r["d_faithfulness_high"], signed=True),
+            *_delta(r, "d_faithfulness", reference, 1 - confidence),
             _pct(r["share_toxic"]),
             f"{r['entity_hallucination']:.2f}",
             f"{r['rouge1']:.3f} / {r['rouge2']:.3f} / {r['rougeL']:.3f}",
             f"{r['mean_words']:.1f}",
-            verdict(r, reference),
+            verdict(r, reference, 1 - confidence),
         ]
         lines.append("| " + " | ".join(cells) + " |")
+    if prefs is not None and len(prefs):
+        lines += preference_lines(prefs, reference, confidence)
     lines += [
         "",
         "## Output patterns (share of generations)",
@@ -66,9 +126,9 @@ def markdown(table: pd.DataFrame, reference: str, confidence: float, png_name: s
         lines += ["", "## Trade-off", "", f"![toxicity x faithfulness]({png_name})"]
     lines += [
         "",
-        "Definitions: aligntax/evaluate/patterns.py (patterns) and aligntax/evaluate/metrics.py "
-        "(empty outputs score toxicity 0 and faithfulness 0 by rule; entity hallucination = share of "
-        "summary entities absent from the post).",
+        "Definitions: aligntax/evaluate/patterns.py (patterns), aligntax/evaluate/metrics.py (entity "
+        "hallucination = share of summary entities absent from the post), aligntax/evaluate/preference.py "
+        "(preferences), aligntax/report/compare.py (statistics).",
         "",
     ]
     return "\n".join(lines)
@@ -108,6 +168,32 @@ def place_labels(ax: Axes, xs: list[float], ys: list[float], names: list[str], c
         taken.append(box)
         labels.append(label)
     return labels
+def preference_lines(prefs: pd.DataFrame, reference: str, confidence: float) -> list[str]:
+    """The preference table: accuracy and mean margin per method and axis, Δ vs the reference."""
+    level, alpha = f"{100 * confidence:g}%", 1 - confidence
+    lines = [
+        "",
+        "## Likelihood preferences (all eval posts with a group)",
+        "",
+        "Margin = log P(preferred | prompt) − log P(negative | prompt) under the method's decoding "
+        "distribution; accuracy = share of pairs with margin > 0. `entity`: reference vs swap_ent / "
+        "mask_regen / sys_lowcon, summed log-prob (nats); `toxic`: reference vs toxic_lm / toxic_lexicon, "
+        "per-token mean (nats/token); `paraphrase`: back-translated paraphrase vs every negative, per-token "
+        f"mean. Δ: paired over posts (per-post means), {level} bootstrap CI, MDE at 80% power.",
+        "",
+        "| method | axis | pairs (posts) | accuracy | Δ accuracy | MDE | mean margin | Δ margin | MDE |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for _, r in prefs.iterrows():
+        if r["axis"] == "all" or r.get("note"):
+            lines.append(f"| `{r['method']}` | {r['axis']} | {r['note']} |  |  |  |  |  |  |")
+            continue
+        lines.append("| " + " | ".join([
+            f"`{r['method']}`", r["axis"], f"{int(r['pairs'])} ({int(r['posts'])})", _pct(r["accuracy"]),
+            *_delta(r, "d_accuracy", reference, alpha, 2), _num(r["margin"], True),
+            *_delta(r, "d_margin", reference, alpha),
+        ]) + " |")
+    return lines
 
 
 def tradeoff_png(table: pd.DataFrame, reference: str, path: str | Path) -> None:

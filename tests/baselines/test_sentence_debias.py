@@ -50,3 +50,17 @@ def test_fit_sentence_debias_tiny_model_round_trip(tiny_llama_dir, tmp_path):
     with torch.no_grad():
         assert torch.allclose(reloaded(input_ids=ids).logits, want, atol=1e-4)
     assert AutoTokenizer.from_pretrained(tmp_path / "sd").vocab_size == tok.vocab_size
+
+
+def test_sentence_debias_subspace_is_stable_under_float_noise():
+    from aligntax.baselines.sentence_debias import bias_subspace, subspace_projection
+
+    rng = np.random.default_rng(0)
+    tuple_ids = np.repeat(np.arange(60), 2)
+    states = rng.normal(size=(120, 32)).astype(np.float32)
+    states[::2, 0] += 4.0  # class 0 of every tuple
+    noisy = states + (rng.normal(size=states.shape) * 1e-6).astype(np.float32)
+    p0 = subspace_projection(bias_subspace(states, tuple_ids, 2)[0])
+    p1 = subspace_projection(bias_subspace(noisy, tuple_ids, 2)[0])
+    assert round(32 - np.trace(p0)) == round(32 - np.trace(p1)) == 2
+    assert np.linalg.norm(p0 @ np.eye(32)[0]) < 0.5 and np.abs(p0 - p1).max() < 1e-3

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from aligntax.config import ConfigError, load_section
+from aligntax.evaluate import run
 from aligntax.evaluate.methods import decoding_setup
 from aligntax.evaluate.run import EvaluateConfig, Scorers, check_method, select_posts
 from aligntax.io import read_parquet, write_parquet
@@ -64,7 +65,7 @@ def _run(monkeypatch, tmp_path, params, model_dir, eval_file, method="sft"):
             "--generations", str(out / "gen.parquet"), "--scores", str(out / "scores.parquet"),
             "--metrics", str(out / "m.json")]
     monkeypatch.setattr(sys, "argv", argv)
-    monkeypatch.setattr(stage, "load_scorers", fake_scorers)
+    monkeypatch.setattr(run, "load_scorers", fake_scorers)
     stage.main()
     return out
 
@@ -120,3 +121,36 @@ def test_weight_methods_decode_unchanged(tiny_llama_dir, method):
     model, tok = load_model(tiny_llama_dir), load_tokenizer(tiny_llama_dir)
     got_model, processors, prefix = decoding_setup(method, model, tok, {})
     assert got_model is model and processors is None and prefix == ""
+
+
+def test_evaluate_stage_scores_preferences_on_every_post_with_a_group(monkeypatch, tmp_path, tiny_llama_dir, eval_file):
+    from aligntax.evaluate.preference import PREFERENCES
+    from aligntax.schema import GROUPS
+
+    def row(pid, role, kind, text):
+        return {"post_id": pid, "role": role, "kind": kind, "text": text, "entity_spans": [], "toxicity": 0.1}
+
+    groups = pd.DataFrame([
+        row("p0", "positive", "reference", "got lost on the way"),
+        row("p0", "positive", "backtranslation", "we got lost on the way"),
+        row("p0", "negative", "swap_ent", "got lost on the way to boston"),
+        row("p3", "negative", "toxic_lexicon", "got lost on the damn way"),  # beyond n_posts: still scored
+        row("p1", "positive", "backtranslation", "lost on the way"),  # no negative: skipped, counted
+    ])
+    gfile = tmp_path / "groups.parquet"
+    write_parquet(groups, gfile, GROUPS)
+    out = tmp_path / "out"
+    argv = ["evaluate", "--params", str(_params(tmp_path)), "--method", "sft", "--model", str(tiny_llama_dir),
+            "--eval", str(eval_file), "--groups", str(gfile), "--generations", str(out / "gen.parquet"),
+            "--scores", str(out / "scores.parquet"), "--preferences", str(out / "pref.parquet"),
+            "--metrics", str(out / "m.json")]
+    monkeypatch.setattr(sys, "argv", argv)
+    monkeypatch.setattr(run, "load_scorers", fake_scorers)
+    stage.main()
+    pairs = read_parquet(out / "pref.parquet", PREFERENCES)
+    assert sorted(zip(pairs["post_id"], pairs["axis"], strict=True)) == [
+        ("p0", "entity"), ("p0", "paraphrase"), ("p3", "toxic")]
+    pref = json.loads((out / "m.json").read_text())["preference"]
+    assert pref["applicable"] and pref["rows"]["posts_without_negative"] == 1 and pref["rows"]["posts_scored"] == 2
+    assert pref["axes"]["entity"]["pairs"] == 1 and pref["axes"]["toxic"]["posts"] == 1
+    assert pref["axes"]["entity"]["accuracy"] == float(pairs.loc[pairs["axis"] == "entity", "preferred"].iloc[0])

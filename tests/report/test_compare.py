@@ -12,7 +12,7 @@ from aligntax.config import ConfigError
 from aligntax.evaluate.metrics import MetricsConfig, summarize
 from aligntax.evaluate.patterns import PATTERNS
 from aligntax.io import write_json, write_parquet
-from aligntax.report.compare import load_methods, verdict
+from aligntax.report.compare import adjust, load_methods, mde, verdict
 from aligntax.schema import SCORES
 from stages import compare as stage
 
@@ -116,7 +116,99 @@ def test_methods_mapping_is_validated():
             load_methods({"methods": bad})
 
 
-def test_verdict_counts_only_intervals_that_exclude_zero():
-    row = pd.Series({"method": "x", "d_toxicity_low": -0.1, "d_toxicity_high": 0.05,
-                     "d_faithfulness_low": 0.01, "d_faithfulness_high": 0.2})
+def test_verdict_counts_only_deltas_significant_after_bh():
+    row = pd.Series({"method": "x", "d_toxicity": -0.1, "d_toxicity_q": 0.2, "d_faithfulness": 0.05,
+                     "d_faithfulness_q": 0.01})
     assert verdict(row, "sft") == "toxicity ~same, more faithful"
+    assert verdict(pd.Series({"method": "sft"}), "sft") == "reference"
+
+
+def test_bh_adjustment_keeps_a_lone_small_p_from_being_called():
+    table = pd.DataFrame({"method": ["sft", "a", "b"], "d_toxicity_p": [1.0, 0.04, 0.9], "d_toxicity_n": [5, 5, 5],
+                          "d_faithfulness_p": [1.0, 0.001, 0.8], "d_faithfulness_n": [5, 5, 5],
+                          "d_toxicity": [0.0, -0.2, 0.01], "d_faithfulness": [0.0, 0.1, 0.0]})
+    prefs = pd.DataFrame({"method": ["a"], "axis": ["toxic"], "d_margin_p": [0.7], "d_margin_n": [5]})
+    adjust(table, prefs, "sft")
+    assert np.isnan(table.loc[0, "d_toxicity_q"])  # the reference is not tested against itself
+    # 5 tests: p = 0.001 -> 0.005 (called); p = 0.04 -> 0.04 * 5 / 2 = 0.1 (not called)
+    assert table.loc[1, "d_faithfulness_q"] == pytest.approx(0.005)
+    assert table.loc[1, "d_toxicity_q"] == pytest.approx(0.1)
+    assert verdict(table.loc[1], "sft") == "toxicity ~same, more faithful"
+
+
+def test_mde_is_the_paired_power_formula():
+    rng = np.random.default_rng(1)
+    diffs = rng.normal(0.0, 0.3, 40)
+    assert mde(diffs, 0.95) == pytest.approx((1.959964 + 0.841621) * diffs.std(ddof=1) / np.sqrt(40), rel=1e-5)
+    assert mde(np.full(10, 0.2), 0.95) == 0.0
+
+
+def _prefs(method: str, shift: float) -> pd.DataFrame:
+    rows = []
+    for i in range(N):
+        for axis, kind in (("entity", "swap_ent"), ("toxic", "toxic_lexicon"), ("paraphrase", "swap_ent")):
+            m = 0.5 + 0.01 * i - (0.6 if i % 3 == 0 else 0.0) + shift
+            rows.append({"post_id": f"p{i}", "method": method, "axis": axis, "kind": kind,
+                         "good": "paraphrase" if axis == "paraphrase" else "reference",
+                         "margin_sum": m, "margin_mean": m, "margin": m, "preferred": m > 0})
+    return pd.DataFrame(rows)
+
+
+def test_preference_table_with_cis_mdes_and_not_applicable_methods(monkeypatch, synthetic):
+    from aligntax.evaluate.preference import PREFERENCES
+
+    for name, shift in (("sft", 0.0), ("contrastive", 0.3)):
+        write_parquet(_prefs(name, shift), synthetic / "eval" / name / "preferences.parquet", PREFERENCES)
+        path = synthetic / "metrics" / f"{name}.json"
+        m = json.loads(path.read_text())
+        m["preference"] = {"applicable": True}
+        write_json(m, path)
+    path = synthetic / "metrics" / "base.json"
+    write_json({**json.loads(path.read_text()), "preference": {"applicable": False, "reason": "decodes oddly"}}, path)
+    out = _run(monkeypatch, synthetic)
+    key = json.loads((out / "compare.json").read_text())
+    c = key["contrastive"]["pref_toxic"]
+    assert c["d_margin"] == pytest.approx(0.3) and c["d_margin_low"] == pytest.approx(0.3) and c["pairs"] == N
+    flipped = sum(1 for i in range(N) if i % 3 == 0 and -0.1 + 0.01 * i <= 0)  # sft wrong, contrastive right
+    assert flipped == 4 and c["d_accuracy"] == pytest.approx(flipped / N, abs=1e-4)
+    report = (out / "reports" / "comparison.md").read_text()
+    assert "## Likelihood preferences" in report
+    assert "| `base` | all | not applicable: decodes oddly |" in report
+    row = next(line for line in report.splitlines() if line.startswith("| `contrastive` | entity |"))
+    assert "**+0.300 [+0.300, +0.300]** | ±0.000" in row
+
+
+def test_toxicity_over_non_empty_outputs_with_the_empty_rate(monkeypatch, synthetic):
+    out = _run(monkeypatch, synthetic)
+    key = json.loads((out / "compare.json").read_text())
+    base = pd.read_parquet(synthetic / "eval" / "base" / "scores.parquet")
+    said = ~base["empty"]
+    assert key["base"]["empty_rate"] == 0.5
+    assert key["base"]["toxicity"] == pytest.approx(base.loc[said, "toxicity"].mean(), abs=1e-4)
+    assert key["base"]["d_toxicity"] == pytest.approx(0.05, abs=1e-4)  # over posts where both said something
+    report = (out / "reports" / "comparison.md").read_text()
+    assert "toxicity, non-empty" in report and "| `sft` |" in report
+    sft_row = next(line for line in report.splitlines() if line.startswith("| `sft` |"))
+    assert sft_row.count("reference") == 3 and "+0.000" not in sft_row
+
+
+def test_header_names_the_instruments(monkeypatch, synthetic):
+    scorers = {"toxicity": {"ensemble": {"overall": {"roc_auc": 0.959, "n": 1193},
+                                         "by_source": {"jigsaw": {"roc_auc": 0.97}}}},
+               "faithfulness": {"ensemble": {"overall": {"roc_auc": 0.861, "n": 500}, "by_source": {},
+                                             "entity_swap": {"pairwise_accuracy": 0.69, "n_pairs": 59}}}}
+    write_json(scorers, synthetic / "scorers.json")
+    monkeypatch.setattr(sys, "argv", sys.argv)
+    params = synthetic / "params.yaml"
+    params.write_text(yaml.safe_dump({"seed": 0, "methods": {"sft": "models/sft"}, "compare": {"n_boot": 200}}))
+    out = synthetic / "out2"
+    monkeypatch.setattr(sys, "argv", [
+        "compare", "--params", str(params), "--metrics-dir", str(synthetic / "metrics"),
+        "--eval-dir", str(synthetic / "eval"), "--scorers-metrics", str(synthetic / "scorers.json"),
+        "--report", str(out / "c.md"), "--png", str(out / "t.png"), "--plot-data", str(out / "t.json"),
+        "--metrics", str(out / "c.json")])
+    stage.main()
+    report = (out / "c.md").read_text()
+    assert "`ensemble`, held-out ROC-AUC 0.96 (n=1193; jigsaw 0.97)" in report
+    assert "ROC-AUC 0.86 (n=500); prefers the true summary over an entity swap in 69% of 59 pairs" in report
+    assert "lexical support of the summary by the post" in report
