@@ -63,7 +63,7 @@ def main() -> None:
             "entity-perturb": lambda: run_perturb(
                 str(train), str(tmp / "p.parquet"), str(tmp / "t.parquet"), str(tmp / "g.parquet"), str(tmp / "w"),
                 ep, args.base_model, load_section(params, "model", ModelConfig).prompt_template,
-                lambda: load_ner(ner_cfg), toxicity, seed),
+                lambda: load_ner(ner_cfg), toxicity, seed, max_reference_toxicity=tox.max_reference_toxicity),
         }
         total = 0.0
         for name, run in runs.items():

@@ -3,7 +3,8 @@
 import os
 
 from aligntax import cli
-from aligntax.config import load_section, load_seed, read_params
+from aligntax.config import from_dict, load_section, load_seed, read_params
+from aligntax.evaluate.metrics import MetricsConfig
 from aligntax.io import atomic_path, write_json
 from aligntax.report.compare import CompareConfig, compare, key_metrics, load_inputs, load_methods, tradeoff_points
 from aligntax.report.render import markdown, tradeoff_png
@@ -20,11 +21,12 @@ def main() -> None:
     args = p.parse_args()
     params = read_params(args.params)
     cfg = load_section(params, "compare", CompareConfig)
+    boot = from_dict(MetricsConfig, (params.get("evaluate") or {}).get("metrics") or {}, "evaluate.metrics")
     methods = list(load_methods(params))
     metrics, scores = load_inputs(methods, args.metrics_dir, args.eval_dir)
-    table = compare(methods, metrics, scores, cfg, load_seed(params))
+    table = compare(methods, metrics, scores, cfg, boot, load_seed(params))
 
-    report = markdown(table, cfg.reference, cfg.confidence, os.path.relpath(args.png, os.path.dirname(args.report) or "."))
+    report = markdown(table, cfg.reference, boot.confidence, os.path.relpath(args.png, os.path.dirname(args.report) or "."))
     tradeoff_png(table, cfg.reference, args.png)
     with atomic_path(args.report) as tmp:
         tmp.write_text(report)

@@ -7,6 +7,7 @@ Resumable and shardable like backtranslate (`--shard K/N`, then one run without 
 from aligntax import cli
 from aligntax.augment.chunks import Shard
 from aligntax.augment.perturb import PerturbConfig, run_perturb
+from aligntax.augment.toxify import ToxifyConfig
 from aligntax.config import load_section, load_seed, read_params
 from aligntax.io import write_json
 from aligntax.models import ModelConfig
@@ -38,7 +39,8 @@ def main() -> None:
 
     metrics = run_perturb(args.train, args.paraphrases, args.toxic, args.out, args.work_dir, cfg, args.base_model,
                           template, lambda: load_ner(ner_cfg), toxicity, load_seed(params), Shard.parse(args.shard),
-                          [ner_cfg, params.get("scoring")])
+                          [ner_cfg, params.get("scoring")],
+                          max_reference_toxicity=load_section(params, "toxify", ToxifyConfig).max_reference_toxicity)
     if metrics is not None:
         write_json(metrics, args.metrics)
 

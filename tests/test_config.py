@@ -81,3 +81,34 @@ def test_missing_params_file_and_bad_seed(tmp_path):
     (tmp_path / "bad.yaml").write_text("a: [1\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         read_params(tmp_path / "bad.yaml")
+
+
+def test_every_params_section_equals_its_dataclass_defaults():
+    """One home for each default: the shipped params.yaml is exactly the dataclass defaults."""
+    from aligntax.augment.backtranslate import BacktranslateConfig
+    from aligntax.augment.perturb import PerturbConfig
+    from aligntax.augment.toxify import ToxifyConfig
+    from aligntax.baselines.cda import CdaConfig
+    from aligntax.baselines.dpo import DpoConfig
+    from aligntax.baselines.dropout import DropoutConfig
+    from aligntax.baselines.inlp import InlpConfig
+    from aligntax.baselines.instructive import InstructiveConfig
+    from aligntax.baselines.self_debias import SelfDebiasConfig
+    from aligntax.baselines.sentence_debias import SentenceDebiasConfig
+    from aligntax.baselines.unlikelihood import UnlikelihoodConfig
+    from aligntax.evaluate.run import EvaluateConfig
+    from aligntax.report.compare import CompareConfig
+    from aligntax.scoring import ScoringConfig
+    from aligntax.train.trainer import TrainConfig
+
+    sections = {
+        "data": DataConfig, "model": ModelConfig, "loss": LossConfig, "ner": NerConfig, "scoring": ScoringConfig,
+        "train": TrainConfig, "backtranslate": BacktranslateConfig, "toxify": ToxifyConfig,
+        "entity_perturb": PerturbConfig, "evaluate": EvaluateConfig, "compare": CompareConfig, "cda": CdaConfig,
+        "dropout": DropoutConfig, "dpo": DpoConfig, "unlikelihood": UnlikelihoodConfig, "inlp": InlpConfig,
+        "sentence_debias": SentenceDebiasConfig, "self_debias": SelfDebiasConfig, "instructive": InstructiveConfig,
+    }
+    params = read_params(ROOT / "params.yaml")
+    assert set(params) == set(sections) | {"seed", "methods", "trained"}  # a new section needs a line here
+    for section, cls in sections.items():
+        assert load_section(params, section, cls) == cls(), f"params.yaml '{section}' differs from {cls.__name__}()"

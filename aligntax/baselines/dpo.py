@@ -22,9 +22,10 @@ from datasets import Dataset
 from transformers import PreTrainedTokenizerBase
 from trl import DPOConfig, DPOTrainer
 
-from aligntax.baselines.negatives import NEGATIVE_KINDS, negatives_by_post
+from aligntax.baselines.negatives import negatives_by_post
 from aligntax.config import check
 from aligntax.models import build_prompt, load_model
+from aligntax.schema import NEGATIVE_KINDS
 from aligntax.train.core import Job, TrainInputs
 from aligntax.train.packing import prompt_ids
 

@@ -9,9 +9,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-NEGATIVE_KINDS = ("toxic_lm", "toxic_lexicon", "swap_ent", "mask_regen", "sys_lowcon")
-"""Kinds of the groups artifact that are negatives (role negative)."""
-
 
 def negatives_by_post(
     raw: pd.DataFrame, groups: pd.DataFrame, kinds: list[str], max_per_post: int, seed: int

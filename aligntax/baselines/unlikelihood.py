@@ -20,8 +20,9 @@ import torch.nn.functional as F
 from tqdm import tqdm
 from transformers import PreTrainedTokenizerBase
 
-from aligntax.baselines.negatives import NEGATIVE_KINDS, negatives_by_post
+from aligntax.baselines.negatives import negatives_by_post
 from aligntax.config import check
+from aligntax.schema import NEGATIVE_KINDS
 from aligntax.train.core import Job, TrainInputs
 from aligntax.train.objective import decoder_and_head
 from aligntax.train.packing import Variant, additive_mask, block_mask, prompt_ids, variant_ids

@@ -34,7 +34,7 @@ class DataConfig:
     """Split of an `hf:` source that the train posts come from."""
     hf_eval_split: str | None = None
     """Split for eval posts; None carves the eval posts out of the train split by seed."""
-    n_train: int = 256
+    n_train: int = 128
     """Train posts kept after cleaning (0 keeps all)."""
     n_eval: int = 100
     """Eval posts kept after cleaning (0 keeps all)."""

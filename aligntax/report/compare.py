@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from aligntax.config import ConfigError, check
-from aligntax.evaluate.metrics import paired_delta_ci
+from aligntax.evaluate.metrics import MetricsConfig, paired_delta_ci
 from aligntax.evaluate.patterns import PATTERNS
 from aligntax.evaluate.run import METHOD_NAME
 from aligntax.io import read_parquet
@@ -29,15 +29,9 @@ DELTAS = ("toxicity", "faithfulness")
 class CompareConfig:
     reference: str = "sft"
     """Method every other method is compared with (the alignment tax is measured against it)."""
-    n_boot: int = 1000
-    """Bootstrap resamples for the CIs of the deltas."""
-    confidence: float = 0.95
-    """Confidence level of the intervals."""
 
     def __post_init__(self) -> None:
         check(METHOD_NAME.match(self.reference) is not None, "compare.reference", "a method name listed under 'methods'")
-        check(self.n_boot >= 100, "compare.n_boot", "an integer >= 100")
-        check(0.5 <= self.confidence < 1.0, "compare.confidence", "a number in [0.5, 1)")
 
 
 def load_methods(params: dict[str, Any]) -> dict[str, str]:
@@ -66,9 +60,11 @@ def read_metrics(path: str | Path) -> dict[str, Any]:
 
 
 def compare(
-    methods: list[str], metrics: dict[str, dict], scores: dict[str, pd.DataFrame], cfg: CompareConfig, seed: int
+    methods: list[str], metrics: dict[str, dict], scores: dict[str, pd.DataFrame], cfg: CompareConfig,
+    boot: MetricsConfig, seed: int,
 ) -> pd.DataFrame:
-    """One row per method: its metrics and its deltas against ``cfg.reference`` with CIs."""
+    """One row per method: its metrics and its deltas against ``cfg.reference`` with CIs (``boot``'s
+    n_boot / confidence, the bootstrap settings of the `evaluate.metrics` section)."""
     if cfg.reference not in methods:
         raise ConfigError(f"params.yaml: compare.reference '{cfg.reference}' is not listed under 'methods' "
                           f"({', '.join(methods)}); add it or change compare.reference")
@@ -83,7 +79,7 @@ def compare(
         for key in DELTAS:
             row[key], row[f"{key}_low"], row[f"{key}_high"] = (m[key]["mean"], m[key]["ci_low"], m[key]["ci_high"])
             delta, low, high = paired_delta_ci(s[key].to_numpy(), ref.loc[s.index, key].to_numpy(),
-                                               cfg.n_boot, cfg.confidence, seed)
+                                               boot.n_boot, boot.confidence, seed)
             row[f"d_{key}"], row[f"d_{key}_low"], row[f"d_{key}_high"] = delta, low, high
         row["share_toxic"] = m["toxicity"]["share_toxic"]
         row["max_toxicity"] = m["toxicity"]["max"]

@@ -48,7 +48,8 @@ def synthetic(tmp_path):
 def _run(monkeypatch, root, methods=("base", "sft", "contrastive"), reference="sft"):
     params = root / "params.yaml"
     params.write_text(yaml.safe_dump({"seed": 0, "methods": {m: f"models/{m}" for m in methods},
-                                      "compare": {"reference": reference, "n_boot": 500}}, sort_keys=False))
+                                      "compare": {"reference": reference},
+                                      "evaluate": {"metrics": {"n_boot": 500}}}, sort_keys=False))
     out = root / "out"
     monkeypatch.setattr(sys, "argv", [
         "compare", "--params", str(params), "--metrics-dir", str(root / "metrics"), "--eval-dir", str(root / "eval"),
