@@ -17,6 +17,7 @@ import pandas as pd
 from sacremoses import MosesTokenizer
 
 from aligntax.config import check
+from aligntax.text import sentence_spans
 
 log = logging.getLogger(__name__)
 
@@ -57,22 +58,6 @@ class DownloadError(RuntimeError):
 
 
 # --- pure text functions -------------------------------------------------------------------
-
-_BOUNDARY = re.compile(r"(?<=[.!?])[\"')\]]*\s+|\n\s*")
-
-
-def sentence_spans(text: str) -> list[tuple[int, int]]:
-    """Character spans of the sentences of ``text`` (split after . ! ? and at line breaks)."""
-    spans, start = [], 0
-    for m in _BOUNDARY.finditer(text):
-        end = len(text[:m.end()].rstrip())
-        if text[start:end].strip():
-            spans.append((start, end))
-        start = m.end()
-    if text[start:].strip():
-        spans.append((start, len(text.rstrip())))
-    return spans
-
 
 @lru_cache(maxsize=1)
 def _moses() -> MosesTokenizer:

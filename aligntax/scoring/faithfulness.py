@@ -29,7 +29,8 @@ from aligntax.scoring import hub
 from aligntax.scoring.head import FAITHFULNESS_HEAD, LinearHead
 from aligntax.scoring.overlap import FEATURES as OVERLAP_FEATURES
 from aligntax.scoring.overlap import overlap_features
-from aligntax.scoring.text import check_texts, chunk_sentences, split_sentences
+from aligntax.scoring.text import check_texts, chunk_sentences
+from aligntax.text import split_sentences
 
 log = logging.getLogger(__name__)
 
