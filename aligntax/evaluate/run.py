@@ -97,9 +97,9 @@ def score_method(generations: pd.DataFrame, scorers: Scorers, cfg: EvaluateConfi
 def load_scorers(params: dict[str, Any], cfg: EvaluateConfig, scorer_dir: str | Path) -> Scorers:
     """The real scorers named in params.yaml (sections scoring, ner, evaluate.patterns)."""
     from aligntax.config import load_section
-    from aligntax.evaluate.similarity import EmbeddingSimilarity
     from aligntax.ner import NerConfig, load_ner
     from aligntax.scoring import ScoringConfig, load_faithfulness_scorer, load_toxicity_scorer
+    from aligntax.similarity import EmbeddingSimilarity
 
     scoring = load_section(params, "scoring", ScoringConfig)
     ner = load_ner(load_section(params, "ner", NerConfig))
