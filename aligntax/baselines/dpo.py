@@ -22,7 +22,7 @@ from datasets import Dataset
 from transformers import PreTrainedTokenizerBase
 from trl import DPOConfig, DPOTrainer
 
-from aligntax.baselines.negatives import negatives_by_post
+from aligntax.baselines.negatives import check_kinds, negatives_by_post
 from aligntax.config import check
 from aligntax.models import build_prompt, load_model
 from aligntax.schema import NEGATIVE_KINDS
@@ -46,8 +46,7 @@ class DpoConfig:
     def __post_init__(self) -> None:
         check(self.beta > 0, "dpo.beta", "a number > 0")
         check(self.sft_weight >= 0, "dpo.sft_weight", "a number >= 0")
-        check(len(self.negative_kinds) > 0 and set(self.negative_kinds) <= set(NEGATIVE_KINDS),
-              "dpo.negative_kinds", f"a non-empty subset of {list(NEGATIVE_KINDS)}")
+        check_kinds(self.negative_kinds, "dpo.negative_kinds")
         check(self.max_pairs_per_post >= 1, "dpo.max_pairs_per_post", "an integer >= 1")
 
 

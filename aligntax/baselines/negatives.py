@@ -9,6 +9,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from aligntax.config import check
+from aligntax.schema import NEGATIVE_KINDS
+
+
+def check_kinds(kinds: list[str], key: str) -> None:
+    """``kinds`` must be a non-empty subset of the groups artifact's negative kinds."""
+    check(len(kinds) > 0 and set(kinds) <= set(NEGATIVE_KINDS), key, f"a non-empty subset of {list(NEGATIVE_KINDS)}")
+
 
 def negatives_by_post(
     raw: pd.DataFrame, groups: pd.DataFrame, kinds: list[str], max_per_post: int, seed: int

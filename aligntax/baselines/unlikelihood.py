@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 from transformers import PreTrainedTokenizerBase
 
-from aligntax.baselines.negatives import negatives_by_post
+from aligntax.baselines.negatives import check_kinds, negatives_by_post
 from aligntax.config import check
 from aligntax.schema import NEGATIVE_KINDS
 from aligntax.train.core import Job, TrainInputs
@@ -42,8 +42,7 @@ class UnlikelihoodConfig:
 
     def __post_init__(self) -> None:
         check(self.alpha >= 0, "unlikelihood.alpha", "a number >= 0")
-        check(len(self.negative_kinds) > 0 and set(self.negative_kinds) <= set(NEGATIVE_KINDS),
-              "unlikelihood.negative_kinds", f"a non-empty subset of {list(NEGATIVE_KINDS)}")
+        check_kinds(self.negative_kinds, "unlikelihood.negative_kinds")
         check(self.max_negatives_per_post >= 1, "unlikelihood.max_negatives_per_post", "an integer >= 1")
 
 
