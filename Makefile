@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install repro test lint bench
+.PHONY: install repro test lint
 
 install: $(STAMP)
 

@@ -1,7 +1,7 @@
 """params.yaml sections <-> config dataclasses, validated strictly.
 
 Each section of params.yaml maps 1:1 onto a dataclass that lives next to the code that uses it
-(``DownloadConfig`` in ``aligntax/data/download.py`` and so on). ``load_section`` turns the
+(``DataConfig`` in ``aligntax/data/download.py`` and so on). ``load_section`` turns the
 section into that dataclass and rejects unknown keys, wrong types and values outside a
 ``Literal``; dataclasses add range checks in ``__post_init__`` through ``check``.
 """
