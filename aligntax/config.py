@@ -9,6 +9,7 @@ section into that dataclass and rejects unknown keys, wrong types and values out
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from pathlib import Path
@@ -17,6 +18,10 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 import yaml
 
 T = TypeVar("T")
+
+
+METHOD_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+"""A method name (params.yaml `methods:` / `trained:` keys, stage names `evaluate@<name>`)."""
 
 
 class ConfigError(ValueError):

@@ -6,7 +6,7 @@ The training itself is aligntax.train.core.train_method; the method's module hol
 """
 
 from aligntax import cli
-from aligntax.config import ConfigError, from_dict, load_section, load_seed, read_params
+from aligntax.config import METHOD_NAME, ConfigError, check, from_dict, load_section, load_seed, read_params
 
 
 def main() -> None:
@@ -31,6 +31,8 @@ def main() -> None:
     trained = params.get("trained") or {}
     if args.method not in trained:
         raise ConfigError(f"params.yaml: no method '{args.method}' under 'trained' (have: {', '.join(trained)})")
+    check(METHOD_NAME.match(args.method) is not None, f"trained.{args.method}",
+          "a name of lower-case letters, digits, '_' or '-'")
     entry = from_dict(TrainedMethod, trained[args.method], f"trained.{args.method}")
     method = load_method(entry, args.method)
     cfg = load_section(params, entry.section, method.CONFIG) if method.CONFIG is not None else None

@@ -8,14 +8,13 @@ per-post scores and the metrics JSON with scorers loaded once by ``load_scorers`
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from aligntax.config import check
+from aligntax.config import METHOD_NAME, check
 from aligntax.evaluate.generate import GenerateConfig, generate
 from aligntax.evaluate.methods import decoding_setup
 from aligntax.evaluate.metrics import EntityFinder, MetricsConfig, PairScorer, TextScorer, score_posts, summarize
@@ -23,9 +22,6 @@ from aligntax.evaluate.patterns import PatternConfig
 from aligntax.models import load_model, load_tokenizer
 
 log = logging.getLogger(__name__)
-
-METHOD_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
-
 
 @dataclass
 class EvaluateConfig:

@@ -15,10 +15,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from aligntax.config import ConfigError, check
+from aligntax.config import METHOD_NAME, ConfigError, check
 from aligntax.evaluate.metrics import MetricsConfig, paired_delta_ci
 from aligntax.evaluate.patterns import PATTERNS
-from aligntax.evaluate.run import METHOD_NAME
 from aligntax.io import read_parquet
 from aligntax.schema import SCORES
 
