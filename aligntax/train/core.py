@@ -25,13 +25,14 @@ from typing import Any
 import pandas as pd
 import torch
 from tqdm.contrib.logging import logging_redirect_tqdm
-from transformers import PreTrainedModel, ProgressCallback, Trainer, TrainingArguments
+from transformers import PreTrainedModel, PrinterCallback, ProgressCallback, Trainer, TrainingArguments
 
 from aligntax.config import ConfigError
 from aligntax.models import ModelConfig, load_model, load_tokenizer
 from aligntax.train.trainer import (
     AlignTrainer,
     LiveCallback,
+    LogLines,
     LogProgress,
     TrainConfig,
     save_model,
@@ -131,8 +132,9 @@ def train_method(method: ModuleType, cfg: Any, inputs: TrainInputs) -> dict:
     callbacks = [LiveCallback(inputs.live_dir, (*keys, "learning_rate"))] if inputs.live_dir else []
     trainer = job.trainer_cls(model=model, args=args, train_dataset=job.dataset, data_collator=job.collator,
                               callbacks=callbacks, **job.trainer_kwargs)
-    trainer.remove_callback(ProgressCallback)
-    trainer.add_callback(LogProgress)
+    bar = trainer.pop_callback(ProgressCallback)
+    trainer.pop_callback(PrinterCallback)
+    trainer.add_callback(LogProgress if bar else LogLines)
     resume = inputs.train.resume and ckpt.is_dir() and any(ckpt.glob("checkpoint-*"))
     start = time.time()
     with logging_redirect_tqdm():

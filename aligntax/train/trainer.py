@@ -151,13 +151,24 @@ class LiveCallback(TrainerCallback):
         self.live.end()
 
 
+def _log_line(state, logs: dict | None) -> None:
+    if state.is_world_process_zero and logs:
+        shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in logs.items() if k != "total_flos"}
+        log.info("step %d: %s", state.global_step, shown)
+
+
 class LogProgress(ProgressCallback):
     """tqdm's bar for the steps; each log line goes through ``logging`` on a line of its own."""
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        if state.is_world_process_zero and logs:
-            shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in logs.items() if k != "total_flos"}
-            log.info("step %d: %s", state.global_step, shown)
+        _log_line(state, logs)
+
+
+class LogLines(TrainerCallback):
+    """Log lines through ``logging`` when the bar is off (``disable_tqdm``)."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        _log_line(state, logs)
 
 
 def decoder_blocks(model: PreTrainedModel) -> torch.nn.ModuleList:
