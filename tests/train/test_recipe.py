@@ -7,6 +7,7 @@ import logging
 import re
 import sys
 import textwrap
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -17,7 +18,8 @@ from safetensors.torch import load_file
 from aligntax import cli
 from aligntax.config import load_section, read_params
 from aligntax.train.core import TrainedMethod, load_method
-from conftest import ROOT
+
+ROOT = Path(__file__).resolve().parents[2]
 
 TOY = '''
 """A toy trained method: CE on the reference summary, scaled by a weight of its own."""
