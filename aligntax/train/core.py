@@ -24,7 +24,6 @@ from typing import Any
 
 import pandas as pd
 import torch
-from tqdm.contrib.logging import logging_redirect_tqdm
 from transformers import PreTrainedModel, PrinterCallback, ProgressCallback, Trainer, TrainingArguments
 
 from aligntax.config import ConfigError
@@ -137,8 +136,7 @@ def train_method(method: ModuleType, cfg: Any, inputs: TrainInputs) -> dict:
     trainer.add_callback(LogProgress if bar else LogLines)
     resume = inputs.train.resume and ckpt.is_dir() and any(ckpt.glob("checkpoint-*"))
     start = time.time()
-    with logging_redirect_tqdm():
-        result = trainer.train(resume_from_checkpoint=True if resume else None)
+    result = trainer.train(resume_from_checkpoint=True if resume else None)
     seconds = time.time() - start
     save_model(trainer.model, tok, inputs.out_dir)
     return {

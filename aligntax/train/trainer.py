@@ -19,6 +19,7 @@ import torch
 from dvclive import Live
 from peft import LoraConfig, get_peft_model
 from safetensors.torch import save_file
+from tqdm import tqdm
 from transformers import (
     PreTrainedModel,
     PreTrainedTokenizerBase,
@@ -158,10 +159,12 @@ def _log_line(state, logs: dict | None) -> None:
 
 
 class LogProgress(ProgressCallback):
-    """tqdm's bar for the steps; each log line goes through ``logging`` on a line of its own."""
+    """tqdm's bar for the steps; each log line goes through ``logging`` on a line of its own
+    (the bar is cleared while the line is written, then drawn again below it)."""
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        _log_line(state, logs)
+        with tqdm.external_write_mode():
+            _log_line(state, logs)
 
 
 class LogLines(TrainerCallback):

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-import logging
+import os
 import re
+import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -15,7 +16,6 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from aligntax import cli
 from aligntax.config import load_section, read_params
 from aligntax.train.core import TrainedMethod, load_method
 
@@ -58,27 +58,24 @@ def prepare(inputs, tok, cfg):
 '''
 
 
-def test_toy_method_trains_through_the_recipe(tiny_llama_dir, tmp_path, monkeypatch, capsys, caplog):
-    from stages import train
-
+def test_toy_method_trains_through_the_recipe(tiny_llama_dir, tmp_path):
     (tmp_path / "toy_method.py").write_text(textwrap.dedent(TOY))
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.chdir(tmp_path)
     raw = pd.DataFrame({"id": ["a", "b", "c", "d"], "subreddit": ["tifu"] * 4, "title": ["t"] * 4,
                         "post": ["my cat knocked water on my laptop.", "we drove to new york and got lost.",
                                  "i dropped my phone in the toilet.", "locked out in the rain, called my mom."],
                         "summary": ["cat spilled water", "got lost in new york", "phone in toilet", "locked out"]})
-    raw.to_parquet("train.parquet")
+    raw.to_parquet(tmp_path / "train.parquet")
     params = {"seed": 0, "model": {"prompt_template": "post: {post} tl;dr:"},
               "train": {"grad_accum": 2, "lr": 1e-2, "warmup_ratio": 0.0, "logging_steps": 1, "top_layers": 1,
                         "max_prompt_tokens": 40},
               "toy": {"weight": 2.0},  # the method's params section
               "trained": {"toy": {"module": "toy_method.py", "section": "toy", "data": "train.parquet"}}}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    monkeypatch.setattr(sys, "argv", ["train", "--method", "toy", "--base", str(tiny_llama_dir),
-                                      "--train", "train.parquet", "--out", "models/toy"])
-    caplog.set_level(logging.INFO, logger="aligntax")
-    cli.run(train.main)
+    cmd = [sys.executable, "-m", "stages.train", "--method", "toy", "--base", str(tiny_llama_dir),
+           "--train", "train.parquet", "--out", "models/toy"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
+    run = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
 
     metrics = json.loads((tmp_path / "metrics" / "train_toy.json").read_text())
     assert metrics["method"] == "toy" and metrics["steps"] == 2 and metrics["rows"]["kept"] == 4
@@ -89,9 +86,10 @@ def test_toy_method_trains_through_the_recipe(tiny_llama_dir, tmp_path, monkeypa
     assert changed and all(k.startswith(("model.layers.1.", "model.norm.")) for k in changed)
     curve = pd.read_csv(tmp_path / "dvclive" / "train_toy" / "plots" / "metrics" / "train" / "scaled.tsv", sep="\t")
     assert curve["step"].tolist() == [1, 2]
-    assert "step 1: {'loss'" in caplog.text and "step 2: {'loss'" in caplog.text  # loss lines via logging
-    lines = re.split(r"[\r\n]", capsys.readouterr().err)
-    assert not any("'loss'" in line and "%|" in line for line in lines)  # never run into tqdm's bar
+    lines = re.split(r"[\r\n]", run.stderr)
+    for step in (1, 2):  # each loss line logged once, on a line of its own (never run into tqdm's bar)
+        logged = [line for line in lines if f"step {step}: {{'loss'" in line]
+        assert len(logged) == 1 and "aligntax.train.trainer: step" in logged[0] and "%|" not in logged[0]
 
 
 def test_shipped_trained_methods_follow_the_recipe():
