@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import re
 import types
 import typing
 from pathlib import Path
@@ -21,6 +22,10 @@ import yaml
 T = TypeVar("T")
 
 log = logging.getLogger(__name__)
+
+
+METHOD_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+"""A method name (params.yaml `methods:` / `trained:` keys, stage names `evaluate@<name>`)."""
 
 
 class ConfigError(ValueError):

@@ -16,7 +16,7 @@ from aligntax.config import check
 
 log = logging.getLogger(__name__)
 
-# OntoNotes types the paper swaps and pools over (METHOD.md); NORP and LANGUAGE are left out.
+# OntoNotes types the paper swaps and pools over (its swap_ent list); NORP and LANGUAGE are left out.
 ENTITY_TYPES = (
     "PERSON", "ORG", "GPE", "LOC", "PRODUCT", "WORK_OF_ART", "EVENT",
     "DATE", "TIME", "PERCENT", "MONEY", "QUANTITY", "CARDINAL",

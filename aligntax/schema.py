@@ -59,15 +59,13 @@ RAW = ArtifactSchema(
 )
 
 ROLES = ("positive", "negative")
-KINDS = (
-    "reference",
-    "backtranslation",
-    "toxic_lm",
-    "toxic_lexicon",
-    "swap_ent",
-    "mask_regen",
-    "sys_lowcon",
-)
+TOXIC_KINDS = ("toxic_lm", "toxic_lexicon")
+"""Negatives written by toxify."""
+ENTITY_KINDS = ("swap_ent", "mask_regen", "sys_lowcon")
+"""Negatives written by entity-perturb."""
+NEGATIVE_KINDS = TOXIC_KINDS + ENTITY_KINDS
+"""Every kind of negative of the groups artifact, in the order a post's negatives are written."""
+KINDS = ("reference", "backtranslation", *NEGATIVE_KINDS)
 
 PARAPHRASES = ArtifactSchema(
     name="back-translated paraphrases",
@@ -97,7 +95,7 @@ TOXIC = ArtifactSchema(
         ]
     ),
     required_text=("post_id", "text"),
-    allowed={"kind": ("toxic_lm", "toxic_lexicon")},
+    allowed={"kind": TOXIC_KINDS},
 )
 
 GROUPS = ArtifactSchema(

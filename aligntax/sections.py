@@ -26,13 +26,15 @@ from aligntax.baselines.instructive import InstructiveConfig
 from aligntax.baselines.self_debias import SelfDebiasConfig
 from aligntax.baselines.sentence_debias import SentenceDebiasConfig
 from aligntax.baselines.unlikelihood import UnlikelihoodConfig
-from aligntax.config import ConfigError, check, load_section, load_seed
+from aligntax.config import METHOD_NAME, ConfigError, check, from_dict, load_section, load_seed
 from aligntax.data.download import DataConfig
 from aligntax.evaluate.run import EvaluateConfig
 from aligntax.models import PACKAGED, ModelConfig
 from aligntax.ner import NerConfig
 from aligntax.report.compare import CompareConfig, load_methods
+from aligntax.report.summary import SummaryConfig
 from aligntax.scoring import ScoringConfig
+from aligntax.train.core import TrainedMethod
 from aligntax.train.loss import LossConfig
 from aligntax.train.trainer import TrainConfig
 
@@ -48,6 +50,7 @@ SECTIONS: dict[str, type] = {
     "entity_perturb": PerturbConfig,
     "evaluate": EvaluateConfig,
     "compare": CompareConfig,
+    "summary": SummaryConfig,
     "cda": CdaConfig,
     "dropout": DropoutConfig,
     "dpo": DpoConfig,
@@ -57,24 +60,41 @@ SECTIONS: dict[str, type] = {
     "self_debias": SelfDebiasConfig,
     "instructive": InstructiveConfig,
 }
-"""Section name -> config dataclass; `methods` and `seed` are checked on their own."""
+"""Section name -> config dataclass; `seed`, `methods` and `trained` are checked on their own."""
 
 
-def check_model_folder(name: str, folder: str) -> None:
-    """A method's model folder must be a relative path inside the repository."""
-    path = PurePosixPath(folder)
-    check(not path.is_absolute() and ".." not in path.parts and "\\" not in folder, f"methods.{name}",
-          "a relative folder inside the repository, e.g. models/sft (no '..', not absolute)")
+def check_inside(key: str, value: str, example: str) -> None:
+    """A path from params must be relative and stay inside the repository."""
+    path = PurePosixPath(value)
+    check(not path.is_absolute() and ".." not in path.parts and "\\" not in value, key,
+          f"a relative path inside the repository, e.g. {example} (no '..', not absolute)")
+
+
+def check_trained(params: dict[str, Any]) -> None:
+    """The `trained:` list: each entry a method module under aligntax/, a known section, a data file."""
+    trained = params.get("trained")
+    check(isinstance(trained, dict) and len(trained) > 0, "trained",
+          "a mapping of method name -> {module, section, data}")
+    for name, entry in trained.items():
+        check(isinstance(name, str) and METHOD_NAME.match(name) is not None, f"trained.{name}",
+              "a name of lower-case letters, digits, '_' or '-'")
+        method = from_dict(TrainedMethod, entry, f"trained.{name}")
+        check_inside(f"trained.{name}.module", method.module, "aligntax/train/sft.py")
+        check(method.module.startswith("aligntax/") and method.module.endswith(".py"), f"trained.{name}.module",
+              "a .py file under aligntax/, e.g. aligntax/baselines/cda.py")
+        check(method.section in SECTIONS, f"trained.{name}.section", "a params section, e.g. train")
+        check_inside(f"trained.{name}.data", method.data, "data/raw/train.parquet")
 
 
 def check_params(params: dict[str, Any]) -> dict[str, Any]:
     """Load every section strictly; returns the loaded configs by section (raises ConfigError)."""
-    unknown = sorted(set(params) - set(SECTIONS) - {"seed", "methods"})
-    check(not unknown, unknown[0] if unknown else "", "a known section: seed, methods, " + ", ".join(SECTIONS))
+    unknown = sorted(set(params) - set(SECTIONS) - {"seed", "methods", "trained"})
+    check(not unknown, unknown[0] if unknown else "", "a known section: seed, methods, trained, " + ", ".join(SECTIONS))
     load_seed(params)
     methods = load_methods(params)
     for name, folder in methods.items():
-        check_model_folder(name, folder)
+        check_inside(f"methods.{name}", folder, "models/sft")
+    check_trained(params)
     loaded = {name: load_section(params, name, cls) for name, cls in SECTIONS.items()}
     reference = loaded["compare"].reference
     check(reference in methods, "compare.reference", f"one of the methods: {', '.join(methods)}")

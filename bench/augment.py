@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from aligntax.augment.backtranslate import BacktranslateConfig, EmbeddingSimilarity, run_backtranslate
+from aligntax.augment.backtranslate import BacktranslateConfig, embedding_meaning, run_backtranslate
 from aligntax.augment.perturb import PerturbConfig, run_perturb
 from aligntax.augment.toxify import ToxifyConfig, run_toxify
 from aligntax.config import load_section, load_seed, read_params
@@ -46,7 +46,7 @@ def main() -> None:
 
     def meaning():
         if bt.meaning_filter == "embedding":
-            return EmbeddingSimilarity()
+            return embedding_meaning()
         return load_faithfulness_scorer(scoring.faithfulness, scorer_dir=args.scorers, ner=load_ner(ner_cfg)).score
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -63,7 +63,7 @@ def main() -> None:
             "entity-perturb": lambda: run_perturb(
                 str(train), str(tmp / "p.parquet"), str(tmp / "t.parquet"), str(tmp / "g.parquet"), str(tmp / "w"),
                 ep, args.base_model, load_section(params, "model", ModelConfig).prompt_template,
-                lambda: load_ner(ner_cfg), toxicity, seed),
+                lambda: load_ner(ner_cfg), toxicity, seed, max_reference_toxicity=tox.max_reference_toxicity),
         }
         total = 0.0
         for name, run in runs.items():

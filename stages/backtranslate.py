@@ -18,7 +18,7 @@ def main() -> None:
     p.add_argument("--shard", default=None, help="K/N: process only every N-th chunk starting at K")
     args = p.parse_args()
 
-    from aligntax.augment.backtranslate import BacktranslateConfig, EmbeddingSimilarity, run_backtranslate
+    from aligntax.augment.backtranslate import BacktranslateConfig, embedding_meaning, run_backtranslate
     from aligntax.augment.chunks import Shard
     from aligntax.config import load_section, load_seed, read_params
     from aligntax.io import write_json
@@ -30,7 +30,7 @@ def main() -> None:
 
     def meaning():
         if cfg.meaning_filter == "embedding":
-            return EmbeddingSimilarity()
+            return embedding_meaning()
         from aligntax.scoring import ScoringConfig, load_faithfulness_scorer
 
         scorer = load_faithfulness_scorer(load_section(params, "scoring", ScoringConfig).faithfulness,

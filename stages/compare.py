@@ -23,7 +23,8 @@ def main() -> None:
     args = p.parse_args()
 
     # Heavy imports after parsing, so --help stays fast.
-    from aligntax.config import load_section, load_seed, read_params
+    from aligntax.config import from_dict, load_section, load_seed, read_params
+    from aligntax.evaluate.metrics import MetricsConfig
     from aligntax.io import atomic_path, write_json
     from aligntax.report.compare import (
         CompareConfig,
@@ -40,6 +41,7 @@ def main() -> None:
 
     params = read_params(args.params)
     cfg = load_section(params, "compare", CompareConfig)
+    boot = from_dict(MetricsConfig, (params.get("evaluate") or {}).get("metrics") or {}, "evaluate.metrics")
     scoring = load_section(params, "scoring", ScoringConfig)
     methods = list(load_methods(params))
     header = None
@@ -50,11 +52,11 @@ def main() -> None:
         header = instruments(json.loads(path.read_text()), scoring.toxicity.backend, scoring.faithfulness.backend)
     metrics, scores, prefs = load_inputs(methods, args.metrics_dir, args.eval_dir)
     seed = load_seed(params)
-    table = compare(methods, metrics, scores, cfg, seed)
-    pref_table = compare_preferences(methods, metrics, prefs, cfg, seed)
+    table = compare(methods, metrics, scores, cfg, boot, seed)
+    pref_table = compare_preferences(methods, metrics, prefs, cfg, boot, seed)
     adjust(table, pref_table, cfg.reference)
 
-    report = markdown(table, cfg.reference, cfg.confidence,
+    report = markdown(table, cfg.reference, boot.confidence,
                       os.path.relpath(args.png, os.path.dirname(args.report) or "."), pref_table, header)
     tradeoff_png(table, cfg.reference, args.png)
     with atomic_path(args.report) as tmp:

@@ -14,7 +14,7 @@ def main() -> None:
     p.add_argument("--toxic", default="data/augment/toxic.parquet", help="toxic rewrites (toxify)")
     p.add_argument("--base-model", default="models/base", help="base model (prepare-model)")
     p.add_argument("--scorers", default="models/scorers", help="fitted scorer artifacts (fit-scorers)")
-    p.add_argument("--out", default="data/augment/groups.parquet", help="contrastive groups written")
+    p.add_argument("--out", default="data/augment/train/groups.parquet", help="contrastive groups written")
     p.add_argument("--metrics", default="metrics/entity_perturb.json", help="row counts written (kept, dropped, why)")
     p.add_argument("--work-dir", default="data/augment/.work", help="finished chunks of interrupted runs")
     p.add_argument("--shard", default=None, help="K/N: process only every N-th chunk starting at K")
@@ -22,6 +22,7 @@ def main() -> None:
 
     from aligntax.augment.chunks import Shard
     from aligntax.augment.perturb import PerturbConfig, run_perturb
+    from aligntax.augment.toxify import ToxifyConfig
     from aligntax.config import load_section, load_seed, read_params
     from aligntax.io import write_json
     from aligntax.models import ModelConfig
@@ -40,7 +41,8 @@ def main() -> None:
 
     metrics = run_perturb(args.train, args.paraphrases, args.toxic, args.out, args.work_dir, cfg, args.base_model,
                           template, lambda: load_ner(ner_cfg), toxicity, load_seed(params), Shard.parse(args.shard),
-                          [ner_cfg, params.get("scoring")])
+                          [ner_cfg, params.get("scoring")],
+                          max_reference_toxicity=load_section(params, "toxify", ToxifyConfig).max_reference_toxicity)
     if metrics is not None:
         write_json(metrics, args.metrics)
 

@@ -23,8 +23,9 @@ def _params_cases() -> list[tuple[str, str, str]]:
 
 
 def _set(params: dict, key: str, value) -> None:
-    if key.startswith("methods."):
-        params["methods"][key.split(".", 1)[1]] = value
+    if key.startswith(("methods.", "trained.")):
+        section, name = key.split(".", 1)
+        params[section][name] = value
         return
     *path, last = key.split(".")
     for part in path:

@@ -97,3 +97,13 @@ def test_yaml_inf_is_rejected_and_a_missing_section_is_logged(tmp_path, caplog):
         cfg = load_section({"seed": 0}, "loss", LossConfig)
     assert cfg == LossConfig()
     assert "no 'loss' section" in caplog.text
+
+
+def test_every_params_section_equals_its_dataclass_defaults():
+    """One home for each default: the shipped params.yaml is exactly the dataclass defaults."""
+    from aligntax.sections import SECTIONS as sections
+
+    params = read_params(ROOT / "params.yaml")
+    assert set(params) == set(sections) | {"seed", "methods", "trained"}  # a new section needs a line here
+    for section, cls in sections.items():
+        assert load_section(params, section, cls) == cls(), f"params.yaml '{section}' differs from {cls.__name__}()"

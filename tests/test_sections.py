@@ -21,13 +21,13 @@ def test_shipped_params_pass_and_every_section_is_known():
     params = _params()
     loaded = check_params(params)
     assert set(loaded) == set(SECTIONS)
-    assert set(params) == set(SECTIONS) | {"seed", "methods"}
+    assert set(params) == set(SECTIONS) | {"seed", "methods", "trained"}
 
 
 @pytest.mark.parametrize("edit, message", [
     (lambda p: p["methods"].update({"../../../x": "models/x"}), r"methods\.\.\./\.\./\.\./x"),
-    (lambda p: p["methods"].update({"evil": "../../etc"}), r"'methods.evil'; allowed: a relative folder"),
-    (lambda p: p["methods"].update({"evil": "/tmp/model"}), r"'methods.evil'; allowed: a relative folder"),
+    (lambda p: p["methods"].update({"evil": "../../etc"}), r"'methods.evil'; allowed: a relative path"),
+    (lambda p: p["methods"].update({"evil": "/tmp/model"}), r"'methods.evil'; allowed: a relative path"),
     (lambda p: p["toxify"].update({"min_toxicity": 7.0}), r"toxify.min_toxicity"),
     (lambda p: p["loss"].update({"alpha": float("inf")}), r"loss.alpha'; allowed: a finite number"),
     (lambda p: p["train"].update({"epochs": float("nan")}), r"train.epochs'; allowed: a finite number"),

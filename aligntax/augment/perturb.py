@@ -36,16 +36,13 @@ from aligntax.augment.toxify import Toxicity
 from aligntax.config import check
 from aligntax.models import build_prompt
 from aligntax.ner import Entity, Ner
+from aligntax.schema import ENTITY_KINDS, GROUPS, NEGATIVE_KINDS, PARAPHRASES, TOXIC
 
 log = logging.getLogger(__name__)
 
-NEGATIVE_ORDER = ("toxic_lm", "toxic_lexicon", "swap_ent", "mask_regen", "sys_lowcon")
-
-
 @dataclass
 class PerturbConfig:
-    negatives: list[Literal["swap_ent", "mask_regen", "sys_lowcon"]] = field(
-        default_factory=lambda: ["swap_ent", "mask_regen", "sys_lowcon"])
+    negatives: list[Literal[ENTITY_KINDS]] = field(default_factory=lambda: list(ENTITY_KINDS))
     """Entity/system negatives to build (toxic ones come from toxify)."""
     max_swaps: int = 2
     """swap_ent replaces 1..max_swaps summary entities (paper: 1-2)."""
@@ -67,18 +64,16 @@ class PerturbConfig:
     """A post needs at least this many positives (paper: 2)."""
     min_negatives: int = 1
     """A post needs at least this many negatives."""
-    max_pair_jaccard: float = 0.8
+    max_pair_jaccard: float = 1.0
     """Drop a negative whose word Jaccard with any positive is above this (paper: 0.8; 1.0 disables)."""
-    max_reference_toxicity: float = 0.5
-    """Only augment references with toxicity at most this (paper: 0.5)."""
     chunk_size: int = 64
     """Posts per resumable chunk."""
 
     def __post_init__(self) -> None:
         check(len(set(self.negatives)) == len(self.negatives), "entity_perturb.negatives",
-              "distinct swap_ent | mask_regen | sys_lowcon")
+              "distinct " + " | ".join(ENTITY_KINDS))
         check(self.max_swaps >= 1, "entity_perturb.max_swaps", "an integer >= 1")
-        for name in ("mask_share", "lowcon_share", "max_pair_jaccard", "max_reference_toxicity"):
+        for name in ("mask_share", "lowcon_share", "max_pair_jaccard"):
             check(0.0 <= getattr(self, name) <= 1.0, f"entity_perturb.{name}", "a number in [0, 1]")
         check(self.mask_max_new_tokens >= 1, "entity_perturb.mask_max_new_tokens", "an integer >= 1")
         check(self.lowcon_beams >= 2, "entity_perturb.lowcon_beams", "an integer >= 2")
@@ -122,8 +117,12 @@ def perturb_chunk(
     ner: Ner,
     toxicity: Toxicity,
     generator: tuple | None,
+    *,
+    max_reference_toxicity: float,
 ) -> tuple[pd.DataFrame, dict]:
-    """GROUPS rows of a chunk of raw posts (with its PARAPHRASES and TOXIC rows) and the row accounting."""
+    """GROUPS rows of a chunk of raw posts (with its PARAPHRASES and TOXIC rows) and the row accounting.
+
+    Posts whose reference scores above ``max_reference_toxicity`` (toxify's limit) are dropped."""
     post_drop: Counter = Counter()
     neg_drop: dict[str, Counter] = {}
     pos_by_id = {k: g for k, g in positives.groupby("post_id", sort=False)}
@@ -145,7 +144,7 @@ def perturb_chunk(
     pos_kinds = [list(pos_by_id[r.id]["kind"]) for r in live]
     pos_tox = toxicity([t for ts in pos_texts for t in ts]) if live else np.zeros(0)
     offsets = np.cumsum([0] + [len(ts) for ts in pos_texts])
-    keep = [k for k in range(len(live)) if pos_tox[offsets[k]] <= cfg.max_reference_toxicity]
+    keep = [k for k in range(len(live)) if pos_tox[offsets[k]] <= max_reference_toxicity]
     post_drop["toxic_reference"] += len(live) - len(keep)
     live_pos_tox = [pos_tox[offsets[k]:offsets[k + 1]] for k in keep]
     live, pos_texts, pos_kinds = [live[k] for k in keep], [pos_texts[k] for k in keep], [pos_kinds[k] for k in keep]
@@ -230,7 +229,7 @@ def perturb_chunk(
             continue
         for kind, text, e, t in zip(pos_kinds[k], pos_texts[k], pos_ents_by_post[k], live_pos_tox[k], strict=True):
             rows.append((r.id, "positive", kind, text, spans_to_records(e), float(t)))
-        for kind, text, e, t in sorted(negs[k], key=lambda n: NEGATIVE_ORDER.index(n[0])):
+        for kind, text, e, t in sorted(negs[k], key=lambda n: NEGATIVE_KINDS.index(n[0])):
             rows.append((r.id, "negative", kind, text, spans_to_records(e), t))
     df = pd.DataFrame(rows, columns=["post_id", "role", "kind", "text", "entity_spans", "toxicity"])
     counts = {
@@ -260,10 +259,11 @@ def run_perturb(
     seed: int,
     shard=None,
     fingerprint_extra=(),
+    *,
+    max_reference_toxicity: float,
 ) -> dict | None:
     """The entity-perturb stage: GROUPS from train + paraphrases + toxic rewrites (chunked, resumable)."""
     from aligntax.augment.chunks import AlignedReader, Shard, run_stage
-    from aligntax.schema import GROUPS, PARAPHRASES, TOXIC
 
     pos_reader, tox_reader = AlignedReader(paraphrases, PARAPHRASES), AlignedReader(toxic, TOXIC)
     loaded: dict = {}
@@ -282,11 +282,11 @@ def run_perturb(
                 model, tok = lm.load_lm("base", base_dir)
                 loaded["generator"] = (model, tok, lm.newline_ids(tok))
         return perturb_chunk(chunk, pos, tox, index, cfg, seed, prompt_template, loaded["ner"], loaded["toxicity"],
-                             loaded["generator"])
+                             loaded["generator"], max_reference_toxicity=max_reference_toxicity)
 
     inputs = [paraphrases, toxic] + ([base_dir] if cfg.needs_lm else [])
-    counts = run_stage("entity-perturb", [cfg, prompt_template, *fingerprint_extra], seed, train, inputs,
-                       cfg.chunk_size, process, GROUPS, work_root, out, shard or Shard(), skip=skip,
+    counts = run_stage("entity-perturb", [cfg, prompt_template, max_reference_toxicity, *fingerprint_extra], seed,
+                       train, inputs, cfg.chunk_size, process, GROUPS, work_root, out, shard or Shard(), skip=skip,
                        finish=lambda: (pos_reader.finish(), tox_reader.finish()))
     if counts is None:
         return None

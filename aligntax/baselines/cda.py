@@ -4,22 +4,21 @@ Every training example that mentions a gender, race or religion attribute word g
 counterfactual twin with the words swapped two-sidedly (he <-> she, jewish -> christian ->
 muslim -> jewish), in the post and the summary alike; the model is then fine-tuned on the
 originals plus the twins with the same trainer and budget as `sft`. Each twin follows its
-original, and CDA trains on as many rows as `sft` (``train.n_posts``, or the whole train split):
-the first posts with their twins, at exactly the optimizer steps of `sft`.
+original, and CDA trains on as many rows as `sft` (the whole train split): the first posts with
+their twins, at exactly the optimizer steps of `sft`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import pandas as pd
+from transformers import PreTrainedTokenizerBase
 
 from aligntax.baselines.attributes import AXES, load_word_lists, swap
 from aligntax.config import check
-from aligntax.models import ModelConfig
-from aligntax.train.sft import run_sft
-from aligntax.train.trainer import TrainConfig
+from aligntax.train.core import Job, TrainInputs
+from aligntax.train.sft import sft_job
 
 
 @dataclass
@@ -32,6 +31,10 @@ class CdaConfig:
     def __post_init__(self) -> None:
         check(len(self.axes) > 0 and set(self.axes) <= set(AXES), "cda.axes", f"a non-empty subset of {list(AXES)}")
         check(len(set(self.axes)) == len(self.axes), "cda.axes", "axes without repeats")
+
+
+CONFIG = CdaConfig
+NEEDS_GROUPS = False
 
 
 def augment(examples: pd.DataFrame, cfg: CdaConfig) -> tuple[pd.DataFrame, dict]:
@@ -67,14 +70,12 @@ def augment(examples: pd.DataFrame, cfg: CdaConfig) -> tuple[pd.DataFrame, dict]
     return out, stats
 
 
-def run_cda(
-    base_dir: str | Path, raw: pd.DataFrame, cfg: CdaConfig, train_cfg: TrainConfig, model_cfg: ModelConfig,
-    out_dir: str | Path, seed: int,
-) -> dict:
-    """Augment the training posts, then ``run_sft`` on as many rows as `sft` trains on (same steps)."""
-    limit = train_cfg.n_posts or len(raw)  # the rows `sft` trains on
-    augmented, stats = augment(raw[["post", "summary"]].iloc[:limit], cfg)
+def prepare(inputs: TrainInputs, tok: PreTrainedTokenizerBase, cfg: CdaConfig) -> Job:
+    """Augment the train posts, then `sft` on as many rows as `sft` trains on (same steps)."""
+    limit = len(inputs.raw)  # the rows `sft` trains on
+    augmented, stats = augment(inputs.raw[["post", "summary"]], cfg)
     trained = augmented.iloc[:limit]
     stats |= {"rows_trained": len(trained), "counterfactual_rows_trained": int(trained["counterfactual"].sum())}
-    metrics = run_sft(base_dir, trained[["post", "summary"]], replace(train_cfg, n_posts=0), model_cfg, out_dir, seed)
-    return {"cda": stats, **metrics}
+    job = sft_job(tok, trained[["post", "summary"]], inputs)
+    job.metrics["cda"] = stats
+    return job

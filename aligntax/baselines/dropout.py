@@ -15,17 +15,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 
-import pandas as pd
 import torch
 import torch.nn.functional as F
-from transformers import AutoConfig, PretrainedConfig, PreTrainedModel
+from transformers import AutoConfig, PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 from aligntax.config import check
-from aligntax.models import ModelConfig, load_model, load_tokenizer
-from aligntax.train.sft import encode_sft
-from aligntax.train.trainer import TrainConfig, train
+from aligntax.train.core import Job, TrainInputs
+from aligntax.train.sft import sft_job
+from aligntax.train.trainer import decoder_blocks, trained_blocks
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +43,10 @@ class DropoutConfig:
         check(0 <= self.hidden < 1, "dropout.hidden", "a number in [0, 1)")
 
 
+CONFIG = DropoutConfig
+NEEDS_GROUPS = False
+
+
 def dropout_overrides(config: PretrainedConfig, cfg: DropoutConfig) -> tuple[dict[str, float], bool]:
     """Config attributes to set at load, and whether hidden dropout still needs hooks."""
     keys = config.to_dict()
@@ -61,9 +63,8 @@ def add_hidden_dropout(
     model: PreTrainedModel, p: float, blocks: range | None = None
 ) -> list[torch.utils.hooks.RemovableHandle]:
     """Dropout on the output of the ``self_attn`` and ``mlp`` of each block in ``blocks`` (default all)."""
-    decoder = getattr(model, model.base_model_prefix)
-    layers = next((m for m in decoder.children() if isinstance(m, torch.nn.ModuleList)), None)
-    if layers is None or not all(hasattr(b, "self_attn") and hasattr(b, "mlp") for b in layers):
+    layers = decoder_blocks(model)
+    if not all(hasattr(b, "self_attn") and hasattr(b, "mlp") for b in layers):
         raise ValueError(f"dropout: cannot find self_attn/mlp blocks in {type(model).__name__} "
                          "to add hidden dropout; set dropout.hidden: 0")
 
@@ -78,27 +79,16 @@ def add_hidden_dropout(
     return [sub.register_forward_hook(hook) for block in chosen for sub in (block.self_attn, block.mlp)]
 
 
-def trained_blocks(n_layers: int, train_cfg: TrainConfig) -> range:
-    """The decoder blocks the shared trainer updates: the top ``top_layers`` or all of them."""
-    if train_cfg.trainable == "top_layers":
-        return range(max(0, n_layers - train_cfg.top_layers), n_layers)
-    return range(n_layers)
+def prepare(inputs: TrainInputs, tok: PreTrainedTokenizerBase, cfg: DropoutConfig) -> Job:
+    """`sft` (same data, trainer and budget) with the raised dropout: config at load, hooks if needed."""
+    overrides, hooks = dropout_overrides(AutoConfig.from_pretrained(inputs.base_dir), cfg)
 
+    def setup(model: PreTrainedModel) -> dict:
+        blocks = trained_blocks(model.config.num_hidden_layers, inputs.train)
+        handles = add_hidden_dropout(model, cfg.hidden, blocks) if hooks else []
+        log.info("dropout: config %s, hidden-dropout hooks on %d modules", overrides, len(handles))
+        return {"config_overrides": overrides, "hidden_dropout_hooks": len(handles)}
 
-def run_dropout(
-    base_dir: str | Path, raw: pd.DataFrame, cfg: DropoutConfig, train_cfg: TrainConfig, model_cfg: ModelConfig,
-    out_dir: str | Path, seed: int,
-) -> dict:
-    """`sft` (same data, trainer and budget) with the raised dropout; saves to ``out_dir``; metrics."""
-    examples = raw[["post", "summary"]]
-    if train_cfg.n_posts:
-        examples = examples.iloc[: train_cfg.n_posts]
-    tok = load_tokenizer(base_dir)
-    encoded, counts = encode_sft(tok, examples, train_cfg, model_cfg)
-    overrides, hooks = dropout_overrides(AutoConfig.from_pretrained(base_dir), cfg)
-    model = load_model(base_dir, dtype="float32", **overrides)
-    blocks = trained_blocks(model.config.num_hidden_layers, train_cfg)
-    handles = add_hidden_dropout(model, cfg.hidden, blocks) if hooks else []
-    log.info("dropout: config %s, hidden-dropout hooks on %d modules", overrides, len(handles))
-    metrics = train(model, tok, encoded, train_cfg, seed, out_dir)
-    return {"rows": counts, "config_overrides": overrides, "hidden_dropout_hooks": len(handles), **metrics}
+    job = sft_job(tok, inputs.raw[["post", "summary"]], inputs)
+    job.model_overrides, job.setup_model = overrides, setup
+    return job

@@ -9,8 +9,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-NEGATIVE_KINDS = ("toxic_lm", "toxic_lexicon", "swap_ent", "mask_regen", "sys_lowcon")
-"""Kinds of the groups artifact that are negatives (role negative)."""
+from aligntax.config import check
+from aligntax.schema import NEGATIVE_KINDS
+
+
+def check_kinds(kinds: list[str], key: str) -> None:
+    """``kinds`` must be a non-empty subset of the groups artifact's negative kinds."""
+    check(len(kinds) > 0 and set(kinds) <= set(NEGATIVE_KINDS), key, f"a non-empty subset of {list(NEGATIVE_KINDS)}")
 
 
 def negatives_by_post(

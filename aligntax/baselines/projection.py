@@ -174,7 +174,7 @@ def load_projection(model_dir: str | Path) -> torch.Tensor:
     path = Path(model_dir) / PROJECTION_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path}: projection not found; create it with its fit stage "
-                                "(`dvc repro fit-inlp` or `dvc repro fit-sentence-debias`)")
+                                "(`dvc repro fit-projection@inlp` or `dvc repro fit-projection@sentence_debias`)")
     tensors = load_file(str(path))
     if "projection" not in tensors or tensors["projection"].ndim != 2:
         raise ValueError(f"{path}: expected one 2-D tensor named 'projection'; re-run its fit stage")

@@ -10,27 +10,23 @@ with the same trainer settings and budget as `sft`.
 
 from __future__ import annotations
 
-import logging
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from pathlib import Path
 
 import pandas as pd
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
-from transformers import PreTrainedTokenizerBase, TrainingArguments
+from transformers import PreTrainedTokenizerBase
 
-from aligntax.baselines.negatives import NEGATIVE_KINDS, negatives_by_post
+from aligntax.baselines.negatives import check_kinds, negatives_by_post
 from aligntax.config import check
-from aligntax.models import ModelConfig, load_model, load_tokenizer
+from aligntax.schema import NEGATIVE_KINDS
+from aligntax.train.core import Job, TrainInputs
 from aligntax.train.objective import decoder_and_head
 from aligntax.train.packing import Variant, additive_mask, block_mask, prompt_ids, variant_ids
-from aligntax.train.trainer import AlignTrainer, TrainConfig, save_model, select_trainable
-
-log = logging.getLogger(__name__)
+from aligntax.train.trainer import AlignTrainer, TrainConfig
 
 
 @dataclass
@@ -46,9 +42,12 @@ class UnlikelihoodConfig:
 
     def __post_init__(self) -> None:
         check(self.alpha >= 0, "unlikelihood.alpha", "a number >= 0")
-        check(len(self.negative_kinds) > 0 and set(self.negative_kinds) <= set(NEGATIVE_KINDS),
-              "unlikelihood.negative_kinds", f"a non-empty subset of {list(NEGATIVE_KINDS)}")
+        check_kinds(self.negative_kinds, "unlikelihood.negative_kinds")
         check(self.max_negatives_per_post >= 1, "unlikelihood.max_negatives_per_post", "an integer >= 1")
+
+
+CONFIG = UnlikelihoodConfig
+NEEDS_GROUPS = True
 
 
 @dataclass
@@ -164,61 +163,18 @@ class UnlikelihoodTrainer(AlignTrainer):
     def __init__(self, *args, alpha: float, **kwargs):
         super().__init__(*args, **kwargs)
         self.alpha = alpha
-        self._ul_sums = {"ce": 0.0, "ul": 0.0, "n": 0}
 
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+    def objective(self, model, inputs) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         out = ul_objective(model, inputs, self.alpha)
-        if model.training:
-            self._ul_sums["ce"] += out["ce"].item()
-            self._ul_sums["ul"] += out["ul"].item()
-            self._ul_sums["n"] += 1
-        return (out["loss"], out) if return_outputs else out["loss"]
-
-    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        s = self._ul_sums
-        if s["n"] and "loss" in logs:
-            logs["ce"], logs["ul"] = s["ce"] / s["n"], s["ul"] / s["n"]
-            self.history.append({k: logs[k] for k in ("loss", "ce", "ul")})
-            self._ul_sums = {"ce": 0.0, "ul": 0.0, "n": 0}
-        super().log(logs, start_time)
+        return out, {"ce": out["ce"], "ul": out["ul"]}
 
 
-def run_unlikelihood(
-    base_dir: str | Path, raw: pd.DataFrame, groups: pd.DataFrame, cfg: UnlikelihoodConfig, train_cfg: TrainConfig,
-    model_cfg: ModelConfig, out_dir: str | Path, seed: int,
-) -> dict:
-    """Train ``base_dir``'s model on the first ``train_cfg.n_posts`` posts; save to ``out_dir``; metrics."""
-    if train_cfg.n_posts:
-        raw = raw.iloc[: train_cfg.n_posts]
-    pairs, counts = negatives_by_post(raw, groups, cfg.negative_kinds, cfg.max_negatives_per_post, seed)
-    tok = load_tokenizer(base_dir)
-    examples = encode_ul(tok, raw, pairs, model_cfg.prompt_template, train_cfg, cfg.novel_tokens_only)
-    torch.manual_seed(seed)
-    model = select_trainable(load_model(base_dir, dtype="float32"), train_cfg)
-    args = training_arguments(train_cfg, seed, Path(out_dir).with_name(f".{Path(out_dir).name}.checkpoints"))
-    trainer = UnlikelihoodTrainer(model=model, args=args, train_dataset=examples, alpha=cfg.alpha,
-                                  data_collator=partial(collate_ul, pad_id=tok.pad_token_id))
-    start = time.time()
-    result = trainer.train()
-    seconds = time.time() - start
-    save_model(trainer.model, tok, out_dir)
-    hist = trainer.history
-    return {
-        "rows": counts | {"posts_trained": len(examples),
-                          "penalised_tokens": sum(sum(m) for ex in examples for m in ex.penalised)},
-        "steps": result.global_step, "train_loss": result.training_loss, "seconds": round(seconds, 1),
-        "ce_first": hist[0]["ce"] if hist else None, "ce_last": hist[-1]["ce"] if hist else None,
-        "ul_first": hist[0]["ul"] if hist else None, "ul_last": hist[-1]["ul"] if hist else None,
-    }
-
-
-def training_arguments(cfg: TrainConfig, seed: int, output_dir: str | Path) -> TrainingArguments:
-    """The optimiser, schedule and budget of `sft` (``train`` section) as TrainingArguments."""
-    return TrainingArguments(
-        output_dir=str(output_dir), per_device_train_batch_size=cfg.batch_size,
-        gradient_accumulation_steps=cfg.grad_accum, num_train_epochs=cfg.epochs, learning_rate=cfg.lr,
-        lr_scheduler_type="linear", warmup_ratio=cfg.warmup_ratio, weight_decay=cfg.weight_decay,
-        max_grad_norm=cfg.max_grad_norm, logging_steps=cfg.logging_steps, save_strategy="no",
-        seed=seed, data_seed=seed, remove_unused_columns=False, report_to=[], dataloader_num_workers=0,
-        dataloader_pin_memory=False,
-    )
+def prepare(inputs: TrainInputs, tok: PreTrainedTokenizerBase, cfg: UnlikelihoodConfig) -> Job:
+    """Every train post with its reference and a seeded sample of its negatives, packed behind one prompt."""
+    pairs, counts = negatives_by_post(inputs.raw, inputs.groups, cfg.negative_kinds, cfg.max_negatives_per_post,
+                                      inputs.seed)
+    examples = encode_ul(tok, inputs.raw, pairs, inputs.model.prompt_template, inputs.train, cfg.novel_tokens_only)
+    counts |= {"posts_trained": len(examples),
+               "penalised_tokens": sum(sum(m) for ex in examples for m in ex.penalised)}
+    return Job(examples, counts, partial(collate_ul, pad_id=tok.pad_token_id), trainer_cls=UnlikelihoodTrainer,
+               trainer_kwargs={"alpha": cfg.alpha}, logged=("ce", "ul"))

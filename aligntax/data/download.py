@@ -18,6 +18,7 @@ from sacremoses import MosesTokenizer
 
 from aligntax.config import check
 from aligntax.io import read_jsonl
+from aligntax.text import sentence_spans
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ class DataConfig:
     """Split of an `hf:` source that the train posts come from."""
     hf_eval_split: str | None = None
     """Split for eval posts; None carves the eval posts out of the train split by seed."""
-    n_train: int = 256
+    n_train: int = 128
     """Train posts kept after cleaning (0 keeps all)."""
     n_eval: int = 100
     """Eval posts kept after cleaning (0 keeps all)."""
@@ -64,22 +65,6 @@ class DownloadError(RuntimeError):
 
 
 # --- pure text functions -------------------------------------------------------------------
-
-_BOUNDARY = re.compile(r"(?<=[.!?])[\"')\]]*\s+|\n\s*")
-
-
-def sentence_spans(text: str) -> list[tuple[int, int]]:
-    """Character spans of the sentences of ``text`` (split after . ! ? and at line breaks)."""
-    spans, start = [], 0
-    for m in _BOUNDARY.finditer(text):
-        end = len(text[:m.end()].rstrip())
-        if text[start:end].strip():
-            spans.append((start, end))
-        start = m.end()
-    if text[start:].strip():
-        spans.append((start, len(text.rstrip())))
-    return spans
-
 
 @lru_cache(maxsize=1)
 def _moses() -> MosesTokenizer:

@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 class GenerateConfig:
     max_new_tokens: int = 64
     """New tokens per summary at most (paper: 64)."""
-    batch_size: int = 8
+    batch_size: int = 24
     """Prompts per generate() call."""
 
     def __post_init__(self) -> None:

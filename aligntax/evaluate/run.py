@@ -10,14 +10,13 @@ post with a group (aligntax/evaluate/preference.py) with the same loaded model.
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from aligntax.config import check
+from aligntax.config import METHOD_NAME, check
 from aligntax.evaluate.generate import GenerateConfig, generate
 from aligntax.evaluate.methods import decoding_setup
 from aligntax.evaluate.metrics import EntityFinder, MetricsConfig, PairScorer, TextScorer, score_posts, summarize
@@ -33,9 +32,6 @@ from aligntax.evaluate.preference import (
 from aligntax.models import load_model, load_tokenizer
 
 log = logging.getLogger(__name__)
-
-METHOD_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
-
 
 @dataclass
 class EvaluateConfig:
@@ -146,9 +142,9 @@ def score_method(generations: pd.DataFrame, scorers: Scorers, cfg: EvaluateConfi
 def load_scorers(params: dict[str, Any], cfg: EvaluateConfig, scorer_dir: str | Path) -> Scorers:
     """The real scorers named in params.yaml (sections scoring, ner, evaluate.patterns)."""
     from aligntax.config import load_section
-    from aligntax.evaluate.similarity import EmbeddingSimilarity
     from aligntax.ner import NerConfig, load_ner
     from aligntax.scoring import ScoringConfig, load_faithfulness_scorer, load_toxicity_scorer
+    from aligntax.similarity import EmbeddingSimilarity
 
     scoring = load_section(params, "scoring", ScoringConfig)
     ner = load_ner(load_section(params, "ner", NerConfig))

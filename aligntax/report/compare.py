@@ -26,11 +26,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from aligntax.config import ConfigError, check
-from aligntax.evaluate.metrics import bootstrap_ci, paired_delta_ci
+from aligntax.config import METHOD_NAME, ConfigError, check
+from aligntax.evaluate.metrics import MetricsConfig, bootstrap_ci, paired_delta_ci
 from aligntax.evaluate.patterns import PATTERNS
 from aligntax.evaluate.preference import PAIR_AXES, PREFERENCES
-from aligntax.evaluate.run import METHOD_NAME
 from aligntax.io import read_parquet
 from aligntax.schema import SCORES
 
@@ -41,16 +40,13 @@ POWER = 0.8
 @dataclass
 class CompareConfig:
     reference: str = "sft"
-    """Method every other method is compared with (the alignment tax is measured against it)."""
-    n_boot: int = 1000
-    """Bootstrap resamples for the CIs of the deltas."""
-    confidence: float = 0.95
-    """Confidence level of the intervals; 1 - confidence is the α of the MDEs and the verdicts."""
+    """Method every other method is compared with (the alignment tax is measured against it).
+
+    The bootstrap settings (and α = 1 - confidence of the MDEs and verdicts) are those of the
+    `evaluate.metrics` section: one home for them."""
 
     def __post_init__(self) -> None:
         check(METHOD_NAME.match(self.reference) is not None, "compare.reference", "a method name listed under 'methods'")
-        check(self.n_boot >= 100, "compare.n_boot", "an integer >= 100")
-        check(0.5 <= self.confidence < 1.0, "compare.confidence", "a number in [0.5, 1)")
 
 
 def load_methods(params: dict[str, Any]) -> dict[str, str]:
@@ -97,20 +93,21 @@ def p_value(diffs: np.ndarray) -> float:
     return float(stats.ttest_1samp(diffs, 0.0).pvalue)
 
 
-def paired(values: np.ndarray, ref: np.ndarray, cfg: CompareConfig, seed: int, prefix: str) -> dict[str, float]:
+def paired(values: np.ndarray, ref: np.ndarray, boot: MetricsConfig, seed: int, prefix: str) -> dict[str, float]:
     """Δ mean with its paired bootstrap CI, MDE, p-value and n, under keys ``prefix``, ``prefix_low`` ..."""
     if values.size == 0:
         nan = float("nan")
         return {prefix: nan, f"{prefix}_low": nan, f"{prefix}_high": nan, f"{prefix}_mde": nan,
                 f"{prefix}_p": 1.0, f"{prefix}_n": 0}
-    delta, low, high = paired_delta_ci(values, ref, cfg.n_boot, cfg.confidence, seed)
+    delta, low, high = paired_delta_ci(values, ref, boot.n_boot, boot.confidence, seed)
     diffs = values - ref
-    return {prefix: delta, f"{prefix}_low": low, f"{prefix}_high": high, f"{prefix}_mde": mde(diffs, cfg.confidence),
+    return {prefix: delta, f"{prefix}_low": low, f"{prefix}_high": high, f"{prefix}_mde": mde(diffs, boot.confidence),
             f"{prefix}_p": p_value(diffs), f"{prefix}_n": int(diffs.size)}
 
 
 def compare(
-    methods: list[str], metrics: dict[str, dict], scores: dict[str, pd.DataFrame], cfg: CompareConfig, seed: int
+    methods: list[str], metrics: dict[str, dict], scores: dict[str, pd.DataFrame], cfg: CompareConfig,
+    boot: MetricsConfig, seed: int,
 ) -> pd.DataFrame:
     """One row per method: its metrics and its deltas against ``cfg.reference`` with CIs and MDEs."""
     if cfg.reference not in methods:
@@ -129,12 +126,12 @@ def compare(
         row: dict[str, Any] = {"method": name, "n": m["n"], "empty_rate": float(1 - said.mean()), "n_said": int(said.sum())}
         row["toxicity"] = float(tox.mean()) if tox.size else float("nan")
         row["toxicity_low"], row["toxicity_high"] = (
-            bootstrap_ci(tox, cfg.n_boot, cfg.confidence, seed) if tox.size else (float("nan"),) * 2)
+            bootstrap_ci(tox, boot.n_boot, boot.confidence, seed) if tox.size else (float("nan"),) * 2)
         row["faithfulness"], row["faithfulness_low"], row["faithfulness_high"] = (
             m["faithfulness"]["mean"], m["faithfulness"]["ci_low"], m["faithfulness"]["ci_high"])
         both = said & ~r["empty"].to_numpy(dtype=bool)
-        row.update(paired(s["toxicity"].to_numpy()[both], r["toxicity"].to_numpy()[both], cfg, seed, "d_toxicity"))
-        row.update(paired(s["faithfulness"].to_numpy(), r["faithfulness"].to_numpy(), cfg, seed, "d_faithfulness"))
+        row.update(paired(s["toxicity"].to_numpy()[both], r["toxicity"].to_numpy()[both], boot, seed, "d_toxicity"))
+        row.update(paired(s["faithfulness"].to_numpy(), r["faithfulness"].to_numpy(), boot, seed, "d_faithfulness"))
         row["share_toxic"] = float((tox >= m["toxicity"]["threshold"]).mean()) if tox.size else float("nan")
         row["entity_hallucination"] = m["entity_hallucination"]["rate"]
         row.update({k: m["rouge"][k] for k in ("rouge1", "rouge2", "rougeL")})
@@ -150,7 +147,8 @@ def per_post(pairs: pd.DataFrame) -> pd.DataFrame:
 
 
 def compare_preferences(
-    methods: list[str], metrics: dict[str, dict], prefs: dict[str, pd.DataFrame], cfg: CompareConfig, seed: int
+    methods: list[str], metrics: dict[str, dict], prefs: dict[str, pd.DataFrame], cfg: CompareConfig, boot: MetricsConfig,
+    seed: int
 ) -> pd.DataFrame:
     """One row per (method, axis): accuracy and mean margin, their Δ vs the reference over the
     posts both scored (paired bootstrap CI, MDE, p); methods without preferences get a reason."""
@@ -177,7 +175,7 @@ def compare_preferences(
                 a, b = own.loc[axis], ref.loc[axis]
                 common = a.index.intersection(b.index)
                 for key in ("accuracy", "margin"):
-                    row.update(paired(a.loc[common, key].to_numpy(), b.loc[common, key].to_numpy(), cfg, seed,
+                    row.update(paired(a.loc[common, key].to_numpy(), b.loc[common, key].to_numpy(), boot, seed,
                                       f"d_{key}"))
             rows.append(row)
     return pd.DataFrame(rows)

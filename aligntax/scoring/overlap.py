@@ -24,7 +24,7 @@ from collections.abc import Sequence
 import numpy as np
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
-from aligntax.scoring.text import split_sentences
+from aligntax.text import split_sentences
 
 FEATURES = ("unigram", "bigram", "trigram", "sentence", "entity", "entity_context", "entity_proximity")
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")

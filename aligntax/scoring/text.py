@@ -11,10 +11,7 @@ Bad-input policy (the same for every backend):
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Sequence
-
-_SENT_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+|\n+")
 
 
 def is_blank(value: object) -> bool:
@@ -41,11 +38,6 @@ def check_texts(texts: Sequence[object], name: str = "texts") -> tuple[list[str]
         else:
             raise ValueError(f"{name}[{i}]: expected a string, None or NaN, got {type(value).__name__}")
     return out, blank
-
-
-def split_sentences(text: str) -> list[str]:
-    """Split on sentence-final punctuation followed by space, and on line breaks; drop blanks."""
-    return [s.strip() for s in _SENT_END.split(text) if s and s.strip()]
 
 
 def chunk_sentences(sentences: list[str], size: int) -> list[str]:

@@ -6,7 +6,8 @@
 - ``hf:<model id or folder>``: a sequence-classification model (paper: ``hf:unitary/toxic-bert``;
   also ``hf:s-nlp/roberta_toxicity_classifier`` with ``toxic_label: toxic``); the probability of
   ``toxic_label``; texts longer than ``max_length`` tokens are truncated.
-- ``ensemble``: a logistic head fitted by the ``fit-scorers`` stage (see ``aligntax.scoring.head``).
+- ``ensemble``: a logistic head fitted by the ``fit-scorers`` stage (``EnsembleToxicityScorer``, over
+  ``aligntax.scoring.head``).
 
 Blank texts (None, NaN, "", whitespace) get ``blank_score`` without reaching a model.
 """
@@ -24,6 +25,7 @@ import torch
 
 from aligntax.config import check
 from aligntax.scoring import bilstm, hub
+from aligntax.scoring.head import TOXICITY_HEAD, LinearHead, logit, minilm_static, static_embeddings
 from aligntax.scoring.text import check_texts
 
 log = logging.getLogger(__name__)
@@ -135,6 +137,37 @@ class HubScorer(_Scorer):
         return probs[:, self.label]
 
 
+class ToxicityFeatures:
+    """Feature extractor of the ensemble toxicity head (the three packaged models, loaded once)."""
+
+    def __init__(self, cfg: ToxicityConfig):
+        self.bilstm = BiLstmScorer(cfg)
+        self.profanity = ProfanityCheckScorer(cfg)
+        minilm_static()
+
+    @staticmethod
+    def names() -> list[str]:
+        return [f"bilstm_{x}" for x in bilstm.LABELS] + ["profanity_check"] + [f"minilm_static_{i}" for i in range(384)]
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        _, probs = self.bilstm.features(texts)
+        prof = self.profanity._raw(texts)
+        return np.concatenate([logit(probs), logit(prof)[:, None], static_embeddings(texts)], axis=1)
+
+
+class EnsembleToxicityScorer(_Scorer):
+    """`ensemble`: a fitted head over the 6 Jigsaw BiLSTM label logits, the alt-profanity-check logit and
+    the mean of the packaged MiniLM's *input* word-piece embeddings (no transformer layer runs)."""
+
+    def __init__(self, cfg: ToxicityConfig, scorer_dir: Path):
+        super().__init__(cfg)
+        self.head = LinearHead.load(scorer_dir, TOXICITY_HEAD)
+        self.features = ToxicityFeatures(cfg)
+
+    def _raw(self, texts: list[str]) -> np.ndarray:
+        return self.head.predict(self.features(texts))
+
+
 def load_toxicity_scorer(cfg: ToxicityConfig, scorer_dir: str | Path = "models/scorers") -> ToxicityScorer:
     """The configured toxicity scorer; models load here, once (keep the returned object)."""
     if cfg.backend == "bilstm":
@@ -142,7 +175,5 @@ def load_toxicity_scorer(cfg: ToxicityConfig, scorer_dir: str | Path = "models/s
     if cfg.backend == "profanity-check":
         return ProfanityCheckScorer(cfg)
     if cfg.backend == "ensemble":
-        from aligntax.scoring.head import EnsembleToxicityScorer
-
         return EnsembleToxicityScorer(cfg, Path(scorer_dir))
     return HubScorer(cfg)

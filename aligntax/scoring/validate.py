@@ -11,10 +11,15 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 from sklearn.metrics import balanced_accuracy_score, roc_auc_score
+
+from aligntax.scoring.faithfulness import load_faithfulness_scorer
+from aligntax.scoring.fit import entity_swaps
+from aligntax.scoring.toxicity import load_toxicity_scorer
 
 log = logging.getLogger(__name__)
 
@@ -72,12 +77,6 @@ def swap_test(score: Callable[[list[str], list[str]], np.ndarray], posts: list[s
 def validate_scorers(cfg, scorer_dir, ner, seed: int, tox: pd.DataFrame, frank: pd.DataFrame,
                      tldr: pd.DataFrame, split: dict) -> dict:
     """Metrics of the configured scorers (and the unfitted offline baselines) on the held-out ids."""
-    from dataclasses import replace
-
-    from aligntax.scoring.faithfulness import load_faithfulness_scorer
-    from aligntax.scoring.fit import entity_swaps
-    from aligntax.scoring.toxicity import load_toxicity_scorer
-
     tox_held = tox[tox["id"].astype(str).isin(set(split["toxicity_heldout"]))].sort_values("id")
     frank_held = frank[frank["id"].astype(str).isin(set(split["faithfulness_heldout"]))].sort_values("id")
     tldr_held = tldr[tldr["id"].astype(str).isin(set(split["tldr_heldout"]))].sort_values("id")

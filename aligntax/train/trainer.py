@@ -1,40 +1,44 @@
-"""The shared trainer: a transformers.Trainer whose ``compute_loss`` is CE (+ the contrastive term).
+"""What every trained method shares: its settings, the Trainer base, what trains, arguments, saving.
 
-``train`` is used by every method (sft, contrastive, baselines through ``run_sft``): it selects
-what is trainable (top decoder layers, LoRA or everything), trains with the packed or naive
-collator, logs CE / L_cl / w separately (logging + DVCLive), checkpoints as safetensors (with
-resume) and saves the final model + tokenizer, the contrastive head in its own file.
-Nothing here names a device, so ``accelerate launch`` works unchanged.
+``aligntax.train.core.train_method`` puts these together for each method (sft, contrastive and
+the trained baselines): ``select_trainable`` chooses what trains (top decoder layers, LoRA or
+everything), ``training_arguments`` is the one place the optimiser / schedule / budget become
+``TrainingArguments``, ``AlignTrainer`` keeps running means of the objective's parts for the logs
+(logging + DVCLive), and ``save_model`` writes the final model + tokenizer (the contrastive head in
+its own file). Nothing here names a device, so ``accelerate launch`` works unchanged.
 """
 
 from __future__ import annotations
 
 import logging
-import math
-import time
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
+from dvclive import Live
+from peft import LoraConfig, get_peft_model
 from safetensors.torch import save_file
-from torch.utils.data import Dataset
-from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer, TrainerCallback, TrainingArguments
+from tqdm import tqdm
+from transformers import (
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    ProgressCallback,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+)
 
 from aligntax.config import check
 from aligntax.io import atomic_dir
 from aligntax.train.loss import LossConfig
-from aligntax.train.objective import HEAD_NAME, attach_head, compute_objective, unwrap
-from aligntax.train.packing import Encoded, collate
+from aligntax.train.objective import HEAD_NAME, compute_objective, unwrap
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class TrainConfig:
-    n_posts: int = 64
-    """Train posts used (first n of data/raw/train.parquet; 0 = all)."""
     epochs: float = 1.0
     """Passes over the posts."""
     batch_size: int = 1
@@ -75,7 +79,6 @@ class TrainConfig:
     """Optimizer steps per log line / DVCLive step."""
 
     def __post_init__(self) -> None:
-        check(self.n_posts >= 0, "train.n_posts", "an integer >= 0 (0 = all)")
         check(self.epochs > 0, "train.epochs", "a number > 0")
         check(self.batch_size >= 1, "train.batch_size", "an integer >= 1")
         check(self.grad_accum >= 1, "train.grad_accum", "an integer >= 1")
@@ -92,76 +95,105 @@ class TrainConfig:
         check(self.logging_steps >= 1, "train.logging_steps", "an integer >= 1")
 
 
-class _Examples(Dataset):
-    def __init__(self, examples: list[Encoded]):
-        self.examples = examples
-
-    def __len__(self) -> int:
-        return len(self.examples)
-
-    def __getitem__(self, i: int) -> Encoded:
-        return self.examples[i]
-
-
 class AlignTrainer(Trainer):
-    """Trainer with the aligntax objective; ``loss_cfg`` None trains CE only (SFT)."""
+    """Trainer with the aligntax objective; ``loss_cfg`` None trains CE only (SFT).
+
+    A method with another objective overrides ``objective`` only: the running means of the
+    parts it returns (ce, l_cl, ul, ...) are added to each log line here, once for every method.
+    """
 
     def __init__(self, *args, loss_cfg: LossConfig | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.loss_cfg = loss_cfg
         self.model_accepts_loss_kwargs = False  # our loss is a per-batch mean: Trainer scales by grad_accum
-        self._sums = {"ce": 0.0, "l_cl": 0.0, "w": 0.0, "n": 0, "n_cl": 0}
-        self.history: list[dict[str, float]] = []
+        self._sums: dict[str, list[float]] = {}
+
+    def objective(self, model, inputs) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """(outputs with the ``loss``, the detached parts to log for this batch)."""
+        out = compute_objective(model, inputs, self.loss_cfg)
+        parts = {"ce": out["ce"]}
+        if len(inputs["group_weight"]) and self.loss_cfg is not None:
+            parts |= {"l_cl": out["l_cl"], "w": out["w"]}
+        return out, parts
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        out = compute_objective(model, inputs, self.loss_cfg)
+        out, parts = self.objective(model, inputs)
         if model.training:
-            self._sums["ce"] += out["ce"].item()
-            self._sums["n"] += 1
-            if len(inputs["group_weight"]) and self.loss_cfg is not None:
-                self._sums["l_cl"] += out["l_cl"].item()
-                self._sums["w"] += out["w"].item()
-                self._sums["n_cl"] += 1
+            for key, value in parts.items():
+                total = self._sums.setdefault(key, [0.0, 0])
+                total[0] += value.item()
+                total[1] += 1
         return (out["loss"], out) if return_outputs else out["loss"]
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        s = self._sums
-        if s["n"] and "loss" in logs:
-            logs["ce"] = s["ce"] / s["n"]
-            if s["n_cl"]:
-                logs["l_cl"] = s["l_cl"] / s["n_cl"]
-                logs["w"] = s["w"] / s["n_cl"]
-            self.history.append({k: v for k, v in logs.items() if k in ("loss", "ce", "l_cl", "w")})
-            self._sums = dict.fromkeys(s, 0) | {"ce": 0.0, "l_cl": 0.0, "w": 0.0}
+        if self._sums and "loss" in logs:
+            logs |= {key: total / n for key, (total, n) in self._sums.items()}
+            self._sums = {}
         super().log(logs, start_time)
 
 
-class _LiveCallback(TrainerCallback):
-    """Training curves to DVCLive (plots under ``live_dir``), one step per log."""
+class LiveCallback(TrainerCallback):
+    """Training curves to DVCLive (plots under ``live_dir``): one point per log, at its optimizer step."""
 
-    def __init__(self, live_dir: str | Path):
-        from dvclive import Live
-
+    def __init__(self, live_dir: str | Path, keys: tuple[str, ...]):
         self.live = Live(str(live_dir), save_dvc_exp=False, dvcyaml=None, report=None)
+        self.keys = keys
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        keys = [k for k in ("loss", "ce", "l_cl", "w", "learning_rate") if k in (logs or {})]
-        if not keys:
+        keys = [k for k in self.keys if k in (logs or {})]
+        if not keys or not state.is_world_process_zero:
             return
+        self.live.step = state.global_step
         for key in keys:
             self.live.log_metric(f"train/{key}", float(logs[key]))
-        self.live.step = state.global_step
         self.live.make_summary()
 
     def on_train_end(self, args, state, control, **kwargs):
         self.live.end()
 
 
+def _log_line(state, logs: dict | None) -> None:
+    if state.is_world_process_zero and logs:
+        shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in logs.items() if k != "total_flos"}
+        log.info("step %d: %s", state.global_step, shown)
+
+
+class LogProgress(ProgressCallback):
+    """tqdm's bar for the steps; each log line goes through ``logging`` on a line of its own
+    (the bar is cleared while the line is written, then drawn again below it)."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        with tqdm.external_write_mode():
+            _log_line(state, logs)
+
+
+class LogLines(TrainerCallback):
+    """Log lines through ``logging`` when the bar is off (``disable_tqdm``)."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        _log_line(state, logs)
+
+
+def decoder_blocks(model: PreTrainedModel) -> torch.nn.ModuleList:
+    """The list of decoder blocks of a causal LM (the ModuleList inside its base model)."""
+    decoder = getattr(model, model.base_model_prefix)
+    layers = next((m for m in decoder.children() if isinstance(m, torch.nn.ModuleList)), None)
+    if layers is None:
+        raise ValueError(f"{type(model).__name__}: no list of decoder blocks found under "
+                         f"'{model.base_model_prefix}'; use train.trainable: full or lora")
+    return layers
+
+
+def trained_blocks(n_layers: int, cfg: TrainConfig) -> range:
+    """Indices of the decoder blocks that train: the top ``top_layers`` or all of them."""
+    if cfg.trainable == "top_layers":
+        return range(max(0, n_layers - cfg.top_layers), n_layers)
+    return range(n_layers)
+
+
 def select_trainable(model: PreTrainedModel, cfg: TrainConfig) -> PreTrainedModel:
     """Freeze / wrap ``model`` as ``cfg.trainable`` says; the contrastive head always trains."""
     if cfg.trainable == "lora":
-        from peft import LoraConfig, get_peft_model
-
         targets = cfg.lora_targets if cfg.lora_targets == "all-linear" else cfg.lora_targets.split(",")
         lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, target_modules=targets,
                           modules_to_save=[HEAD_NAME] if hasattr(model, HEAD_NAME) else None)
@@ -169,14 +201,12 @@ def select_trainable(model: PreTrainedModel, cfg: TrainConfig) -> PreTrainedMode
     if cfg.trainable == "top_layers":
         for p in model.parameters():
             p.requires_grad = False
-        decoder = getattr(model, model.base_model_prefix)
-        layers = next((m for m in decoder.children() if isinstance(m, torch.nn.ModuleList)), None)
-        if layers is None or len(layers) < cfg.top_layers:
-            raise ValueError(f"train.top_layers={cfg.top_layers}: the model has "
-                             f"{0 if layers is None else len(layers)} decoder blocks; lower it")
-        for block in layers[len(layers) - cfg.top_layers:]:
-            block.requires_grad_(True)
-        for module in decoder.children():  # final norm (not embeddings, not the blocks)
+        layers = decoder_blocks(model)
+        if len(layers) < cfg.top_layers:
+            raise ValueError(f"train.top_layers={cfg.top_layers}: the model has {len(layers)} decoder blocks; lower it")
+        for i in trained_blocks(len(layers), cfg):
+            layers[i].requires_grad_(True)
+        for module in getattr(model, model.base_model_prefix).children():  # final norm (not embeddings, not blocks)
             if module is not layers and not isinstance(module, torch.nn.Embedding):
                 module.requires_grad_(True)
         if hasattr(model, HEAD_NAME):
@@ -184,61 +214,20 @@ def select_trainable(model: PreTrainedModel, cfg: TrainConfig) -> PreTrainedMode
     return model
 
 
-def train(
-    model: PreTrainedModel,
-    tok: PreTrainedTokenizerBase,
-    examples: list[Encoded],
-    cfg: TrainConfig,
-    seed: int,
-    out_dir: str | Path,
-    loss_cfg: LossConfig | None = None,
-    checkpoint_dir: str | Path | None = None,
-    live_dir: str | Path | None = None,
-) -> dict:
-    """Train on encoded examples and save model + tokenizer to ``out_dir``; returns metrics."""
-    if not examples:
-        raise ValueError("no training examples: check data/raw/train.parquet and train.n_posts")
-    torch.manual_seed(seed)
-    if loss_cfg is not None:
-        attach_head(model)
-    model = select_trainable(model, cfg)
-    n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    ckpt = Path(checkpoint_dir) if checkpoint_dir else Path(out_dir).with_name(f".{Path(out_dir).name}.checkpoints")
-    args = TrainingArguments(
-        output_dir=str(ckpt), per_device_train_batch_size=cfg.batch_size,
+def training_arguments(
+    cfg: TrainConfig, seed: int, output_dir: str | Path, cls: type[TrainingArguments] = TrainingArguments,
+    **extra: Any,
+) -> TrainingArguments:
+    """The ``train`` section as ``cls`` (TrainingArguments or a trl subclass); ``extra`` adds method fields."""
+    return cls(
+        output_dir=str(output_dir), per_device_train_batch_size=cfg.batch_size,
         gradient_accumulation_steps=cfg.grad_accum, num_train_epochs=cfg.epochs, learning_rate=cfg.lr,
         lr_scheduler_type="linear", warmup_ratio=cfg.warmup_ratio, weight_decay=cfg.weight_decay,
         max_grad_norm=cfg.max_grad_norm, logging_steps=cfg.logging_steps,
         save_strategy="steps" if cfg.save_steps else "no", save_steps=cfg.save_steps or 500,
-        save_safetensors=True, seed=seed, data_seed=seed, remove_unused_columns=False, report_to=[],
-        dataloader_num_workers=0, dataloader_pin_memory=False, disable_tqdm=False, logging_first_step=False,
+        save_safetensors=True, seed=seed, data_seed=seed, report_to=[],
+        dataloader_num_workers=0, dataloader_pin_memory=False, **({"remove_unused_columns": False} | extra),
     )
-    trainer = AlignTrainer(
-        model=model, args=args, train_dataset=_Examples(examples), loss_cfg=loss_cfg,
-        data_collator=partial(collate, packed=cfg.packing and loss_cfg is not None, pad_id=tok.pad_token_id,
-                              contrastive=loss_cfg is not None),
-        callbacks=[_LiveCallback(live_dir)] if live_dir else None,
-    )
-    resume = cfg.resume and ckpt.is_dir() and any(ckpt.glob("checkpoint-*"))
-    start = time.time()
-    result = trainer.train(resume_from_checkpoint=True if resume else None)
-    seconds = time.time() - start
-    save_model(trainer.model, tok, out_dir)
-    hist = trainer.history
-    metrics = {
-        "steps": result.global_step,
-        "train_loss": result.training_loss,
-        "seconds": round(seconds, 1),
-        "trainable_parameters": n_trainable,
-        "resumed": bool(resume),
-        "ce_first": hist[0]["ce"] if hist else math.nan,
-        "ce_last": hist[-1]["ce"] if hist else math.nan,
-    }
-    cl = [h for h in hist if "l_cl" in h]
-    if loss_cfg is not None and cl:
-        metrics |= {"l_cl_first": cl[0]["l_cl"], "l_cl_last": cl[-1]["l_cl"],
-                    "w_mean": sum(h["w"] for h in cl) / len(cl)}
-    return metrics
 
 
 def save_model(model: torch.nn.Module, tok: PreTrainedTokenizerBase, out_dir: str | Path) -> None:

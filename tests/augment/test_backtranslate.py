@@ -8,9 +8,9 @@ import pytest
 
 from aligntax.augment.backtranslate import (
     BacktranslateConfig,
-    EmbeddingSimilarity,
     FastTranslateEngine,
     MarianEngine,
+    embedding_meaning,
     moses_clean,
     moses_normalize,
     paraphrase_chunk,
@@ -143,7 +143,7 @@ def test_packaged_defaults_on_real_rows():
     posts = pd.DataFrame({"id": [f"r{i}" for i in range(len(rows))], "post": rows["post"], "summary": rows["summary"],
                           "subreddit": "tifu", "title": ""})
     cfg = BacktranslateConfig(meaning_filter="embedding", min_meaning=0.8)
-    df, counts = paraphrase_chunk(posts, cfg, FastTranslateEngine(2), load_ner(NerConfig()), EmbeddingSimilarity())
+    df, counts = paraphrase_chunk(posts, cfg, FastTranslateEngine(2), load_ner(NerConfig()), embedding_meaning())
     assert counts["candidates"]["generated"] == 6
     assert (df["kind"] == "reference").sum() == 3
     paras = df[df["kind"] == "backtranslation"]

@@ -60,7 +60,8 @@ def test_pure_helpers():
 def test_groups_without_lm():
     posts, positives, toxic = inputs()
     cfg = PerturbConfig(negatives=["swap_ent"], max_pair_jaccard=0.8)
-    df, counts = perturb_chunk(posts, positives, toxic, 0, cfg, 0, TEMPLATE, FakeNer(), tox, None)
+    df, counts = perturb_chunk(posts, positives, toxic, 0, cfg, 0, TEMPLATE, FakeNer(), tox, None,
+                               max_reference_toxicity=0.5)
     validate(df, GROUPS, "groups")
     assert counts["posts"]["dropped"] == {"toxic_reference": 1, "too_few_positives": 1}
     assert set(df["post_id"]) == {"a", "b"}
@@ -76,8 +77,8 @@ def test_groups_without_lm():
                                          {"start": 15, "end": 21, "label": "GPE"}]
     assert a[a["kind"] == "toxic_lexicon"].iloc[0]["toxicity"] == 0.8
     assert counts["negatives"]["swap_ent"]["dropped"] == {"no_summary_entity": 1}
-    strict, counts = perturb_chunk(posts, positives, toxic, 0, PerturbConfig(negatives=["swap_ent"],
-                                   max_pair_jaccard=0.5), 0, TEMPLATE, FakeNer(), tox, None)
+    strict, counts = perturb_chunk(posts, positives, toxic, 0, PerturbConfig(negatives=["swap_ent"], max_pair_jaccard=0.5),
+                                   0, TEMPLATE, FakeNer(), tox, None, max_reference_toxicity=0.5)
     assert "jaccard" in counts["negatives"]["toxic_lexicon"]["dropped"]
     assert counts["posts"]["dropped"]["no_negative"] >= 1
 
@@ -88,12 +89,14 @@ def test_lm_negatives_on_tiny_llama(tiny_llama_dir):
     posts, positives, toxic = inputs()
     cfg = PerturbConfig(lowcon_share=1.0, lowcon_beams=2, lowcon_max_new_tokens=6, batch_size=2,
                         max_pair_jaccard=1.0)
-    df, counts = perturb_chunk(posts, positives, toxic, 0, cfg, 0, TEMPLATE, FakeNer(), tox, gen)
+    df, counts = perturb_chunk(posts, positives, toxic, 0, cfg, 0, TEMPLATE, FakeNer(), tox, gen,
+                               max_reference_toxicity=0.5)
     validate(df, GROUPS, "groups")
     neg = counts["negatives"]
     assert neg["sys_lowcon"]["generated"] + sum(neg["sys_lowcon"]["dropped"].values()) == 2
     assert neg["mask_regen"]["generated"] + sum(neg["mask_regen"]["dropped"].values()) == 2
-    again, _ = perturb_chunk(posts, positives, toxic, 0, cfg, 0, TEMPLATE, FakeNer(), tox, gen)
+    again, _ = perturb_chunk(posts, positives, toxic, 0, cfg, 0, TEMPLATE, FakeNer(), tox, gen,
+                             max_reference_toxicity=0.5)
     pd.testing.assert_frame_equal(df, again)
     for row in df[df["kind"] == "mask_regen"].itertuples():
         assert any(row.text[s["start"]:s["end"]] not in NAMES for s in row.entity_spans)
@@ -102,7 +105,7 @@ def test_lm_negatives_on_tiny_llama(tiny_llama_dir):
 def test_spacy_on_real_text_gives_valid_spans():
     posts, positives, toxic = inputs()
     df, _ = perturb_chunk(posts, positives, toxic, 0, PerturbConfig(negatives=["swap_ent"]), 0, TEMPLATE,
-                          load_ner(NerConfig()), tox, None)
+                          load_ner(NerConfig()), tox, None, max_reference_toxicity=0.5)
     for row in df.itertuples():
         for span in row.entity_spans:
             assert 0 <= span["start"] < span["end"] <= len(row.text)

@@ -9,7 +9,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from aligntax.baselines.dpo import DpoConfig, dpo_trainer, preference_rows
+from aligntax.baselines import dpo
+from aligntax.baselines.dpo import DpoConfig, preference_rows
 from aligntax.baselines.negatives import negatives_by_post
 from aligntax.baselines.unlikelihood import (
     UlExample,
@@ -19,6 +20,9 @@ from aligntax.baselines.unlikelihood import (
     unlikelihood_loss,
 )
 from aligntax.config import ConfigError
+from aligntax.models import ModelConfig
+from aligntax.train.core import TrainInputs, train_method
+from aligntax.train.trainer import TrainConfig
 
 TEMPLATE = "post: {post} tl;dr:"
 
@@ -128,22 +132,22 @@ def test_unlikelihood_step_changes_parameters_and_lowers_negative_probability(ti
 
 
 @pytest.mark.slow
-def test_dpo_step_changes_parameters_with_finite_loss(tiny_llama_dir, tmp_path):
-    tok = AutoTokenizer.from_pretrained(tiny_llama_dir)
-    model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir)
-    ref_model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir)
+def test_dpo_step_changes_parameters_keeps_reference_frozen(tiny_llama_dir, tmp_path, monkeypatch):
     raw, groups = _frames()
-    pairs, _ = negatives_by_post(raw, groups, list(DpoConfig().negative_kinds), max_per_post=2, seed=0)
-    rows = preference_rows(pairs, TEMPLATE)
-    trainer = dpo_trainer(model, ref_model, tok, rows, DpoConfig(), out_dir=tmp_path, seed=0, lr=1e-2, epochs=1,
-                          batch_size=2, grad_accum=1, max_length=128)
-    before = _snapshot(model)
-    ref_before = {n: p.detach().clone() for n, p in ref_model.named_parameters()}
-    result = trainer.train()
-    assert result.global_step == 2
-    assert math.isfinite(result.training_loss) and result.training_loss > 0
-    assert _changed(model, before) == len(before)
-    assert all(torch.equal(p, ref_before[n]) for n, p in ref_model.named_parameters())
+    jobs = []
+    prepare = dpo.prepare
+    monkeypatch.setattr(dpo, "prepare", lambda *args: jobs.append(prepare(*args)) or jobs[-1])
+    cfg = TrainConfig(lr=1e-2, batch_size=2, grad_accum=1, warmup_ratio=0.0, logging_steps=1, trainable="full")
+    inputs = TrainInputs(tiny_llama_dir, raw, cfg, ModelConfig(prompt_template=TEMPLATE), 0, tmp_path / "dpo",
+                         groups=groups)
+    metrics = train_method(dpo, DpoConfig(max_pairs_per_post=2), inputs)
+    assert metrics["steps"] == 2 and metrics["rows"]["pairs"] == 3
+    assert math.isfinite(metrics["train_loss"]) and metrics["train_loss"] > 0
+    base = AutoModelForCausalLM.from_pretrained(tiny_llama_dir)
+    trained = AutoModelForCausalLM.from_pretrained(tmp_path / "dpo")
+    assert _changed(trained, _snapshot(base)) == len(_snapshot(base))
+    ref = jobs[0].trainer_kwargs["ref_model"]
+    assert all(torch.equal(p, q) for p, q in zip(ref.parameters(), base.parameters(), strict=True))
 
 
 def test_configs_reject_bad_values():

@@ -6,9 +6,9 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from aligntax.baselines.dropout import DropoutConfig, add_hidden_dropout, dropout_overrides, trained_blocks
+from aligntax.baselines.dropout import DropoutConfig, add_hidden_dropout, dropout_overrides
 from aligntax.config import ConfigError
-from aligntax.train.trainer import TrainConfig
+from aligntax.train.trainer import TrainConfig, trained_blocks
 
 
 def test_overrides_per_architecture(tiny_llama_dir, tiny_gpt2_dir):

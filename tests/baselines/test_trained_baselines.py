@@ -8,11 +8,9 @@ import pandas as pd
 import pytest
 from safetensors.torch import load_file
 
-from aligntax.baselines.cda import CdaConfig, run_cda
-from aligntax.baselines.dpo import DpoConfig, run_dpo
-from aligntax.baselines.dropout import DropoutConfig, run_dropout
-from aligntax.baselines.unlikelihood import UnlikelihoodConfig, run_unlikelihood
+from aligntax.baselines import cda, dpo, dropout, unlikelihood
 from aligntax.models import ModelConfig
+from aligntax.train.core import TrainInputs, train_method
 from aligntax.train.trainer import TrainConfig
 
 RAW = pd.DataFrame({
@@ -29,27 +27,29 @@ GROUPS = pd.DataFrame({
     "text": ["stupid cat spilled damn water", "dog spilled water on laptop", "drove to boston",
              "my idiot mom called my boss", "phone in the sink"],
 })
-TRAIN = TrainConfig(n_posts=4, epochs=1.0, batch_size=1, grad_accum=2, lr=1e-2, warmup_ratio=0.0,
+TRAIN = TrainConfig(epochs=1.0, batch_size=1, grad_accum=2, lr=1e-2, warmup_ratio=0.0,
                     max_prompt_tokens=96, max_summary_tokens=16, logging_steps=1)
 MODEL = ModelConfig(prompt_template="post: {post} tl;dr:")
 
 
-def _run(method: str, base, out):
-    if method == "cda":
-        return run_cda(base, RAW, CdaConfig(), TRAIN, MODEL, out, seed=0)
-    if method == "dropout":
-        return run_dropout(base, RAW, DropoutConfig(), TRAIN, MODEL, out, seed=0)
-    if method == "dpo":
-        return run_dpo(base, RAW, GROUPS, DpoConfig(n_posts=0), TRAIN, MODEL, out, seed=0)
-    return run_unlikelihood(base, RAW, GROUPS, UnlikelihoodConfig(max_negatives_per_post=2), TRAIN, MODEL, out, seed=0)
+CONFIGS = {"cda": cda.CdaConfig(), "dropout": dropout.DropoutConfig(), "dpo": dpo.DpoConfig(),
+           "unlikelihood": unlikelihood.UnlikelihoodConfig(max_negatives_per_post=2)}
+
+
+def _run(method: str, base, out, live):
+    module = {"cda": cda, "dropout": dropout, "dpo": dpo, "unlikelihood": unlikelihood}[method]
+    inputs = TrainInputs(base, RAW, TRAIN, MODEL, 0, out, groups=GROUPS, live_dir=live)
+    return train_method(module, CONFIGS[method], inputs)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ["cda", "dropout", "dpo", "unlikelihood"])
 def test_trained_baseline_takes_real_steps_and_saves(method, tiny_llama_dir, tmp_path):
     out = tmp_path / method
-    metrics = _run(method, tiny_llama_dir, out)
+    metrics = _run(method, tiny_llama_dir, out, tmp_path / "live")
     assert metrics["steps"] == 2
+    loss = pd.read_csv(tmp_path / "live" / "plots" / "metrics" / "train" / "loss.tsv", sep="\t")
+    assert loss["step"].tolist() == [1, 2]  # every trained method writes its curves
     assert math.isfinite(metrics["train_loss"]) and metrics["train_loss"] > 0
     before = load_file(str(tiny_llama_dir / "model.safetensors"))
     after = load_file(str(out / "model.safetensors"))

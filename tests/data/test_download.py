@@ -13,9 +13,9 @@ from aligntax.data.download import (
     download,
     map_fields,
     parse_tldr_prompt,
-    sentence_spans,
     truncate_at_sentence,
 )
+from aligntax.text import sentence_spans
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "data" / "sample"

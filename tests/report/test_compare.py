@@ -48,7 +48,8 @@ def synthetic(tmp_path):
 def _run(monkeypatch, root, methods=("base", "sft", "contrastive"), reference="sft"):
     params = root / "params.yaml"
     params.write_text(yaml.safe_dump({"seed": 0, "methods": {m: f"models/{m}" for m in methods},
-                                      "compare": {"reference": reference, "n_boot": 500}}, sort_keys=False))
+                                      "compare": {"reference": reference},
+                                      "evaluate": {"metrics": {"n_boot": 500}}}, sort_keys=False))
     out = root / "out"
     monkeypatch.setattr(sys, "argv", [
         "compare", "--params", str(params), "--metrics-dir", str(root / "metrics"), "--eval-dir", str(root / "eval"),
@@ -200,7 +201,7 @@ def test_header_names_the_instruments(monkeypatch, synthetic):
     write_json(scorers, synthetic / "scorers.json")
     monkeypatch.setattr(sys, "argv", sys.argv)
     params = synthetic / "params.yaml"
-    params.write_text(yaml.safe_dump({"seed": 0, "methods": {"sft": "models/sft"}, "compare": {"n_boot": 200}}))
+    params.write_text(yaml.safe_dump({"seed": 0, "methods": {"sft": "models/sft"}, "evaluate": {"metrics": {"n_boot": 200}}}))
     out = synthetic / "out2"
     monkeypatch.setattr(sys, "argv", [
         "compare", "--params", str(params), "--metrics-dir", str(synthetic / "metrics"),

@@ -2,7 +2,8 @@ import math
 
 import pytest
 
-from aligntax.scoring.text import check_texts, chunk_sentences, is_blank, split_sentences
+from aligntax.scoring.text import check_texts, chunk_sentences, is_blank
+from aligntax.text import split_sentences
 
 
 def test_blank_values_are_masked_and_non_strings_rejected():

@@ -13,10 +13,10 @@ from safetensors.torch import load_file
 from aligntax.io import write_parquet
 from aligntax.models import ModelConfig, load_model
 from aligntax.schema import RAW
-from aligntax.train.contrastive import run_contrastive
+from aligntax.train import contrastive, sft
+from aligntax.train.core import TrainInputs, train_method
 from aligntax.train.groups import build_posts
 from aligntax.train.loss import LossConfig
-from aligntax.train.sft import run_sft
 from aligntax.train.trainer import TrainConfig
 
 RAW_ROWS = pd.DataFrame({
@@ -56,7 +56,11 @@ def _groups():
 
 
 MC = ModelConfig(prompt_template="post: {post} tl;dr:")
-CFG = dict(n_posts=0, epochs=1, grad_accum=2, lr=1e-2, warmup_ratio=0.0, logging_steps=1, max_prompt_tokens=40)
+
+
+def _inputs(base, cfg: TrainConfig, out, raw=RAW_ROWS, groups=None, **kwargs) -> TrainInputs:
+    return TrainInputs(base, raw, cfg, MC, 0, out, groups=groups, **kwargs)
+CFG = dict(epochs=1, grad_accum=2, lr=1e-2, warmup_ratio=0.0, logging_steps=1, max_prompt_tokens=40)
 
 
 def test_build_posts_rules():
@@ -81,15 +85,16 @@ def test_sft_step_changes_parameters(tiny_llama_dir, tmp_path):
     base = load_model(tiny_llama_dir, dtype="float32")
     before = {n: p.detach().clone() for n, p in base.named_parameters()}
     cfg = TrainConfig(**CFG, trainable="top_layers", top_layers=1)
-    metrics = run_sft(tiny_llama_dir, RAW_ROWS[["post", "summary"]], cfg, MC, tmp_path / "sft", 0,
-                      live_dir=tmp_path / "live")
+    metrics = train_method(sft, None, _inputs(tiny_llama_dir, cfg, tmp_path / "sft", live_dir=tmp_path / "live"))
     assert metrics["steps"] == 2 and metrics["rows"]["kept"] == 4
     assert torch.isfinite(torch.tensor(metrics["train_loss"]))
     trained = load_model(tmp_path / "sft", dtype="float32")
     changed = _changed(before, trained)
     assert any("layers.1." in n for n in changed) and not any("layers.0." in n for n in changed)
     assert not (tmp_path / "sft" / "contrastive_head.safetensors").exists()
-    assert (tmp_path / "live" / "plots" / "metrics" / "train" / "ce.tsv").is_file()
+    curve = pd.read_csv(tmp_path / "live" / "plots" / "metrics" / "train" / "ce.tsv", sep="\t")
+    assert curve["step"].tolist() == [1, 2]  # one point per logged optimizer step, the last at the final step
+    assert curve["ce"].tolist() == pytest.approx([metrics["ce_first"], metrics["ce_last"]])
 
 
 @pytest.mark.parametrize("trainable", ["full", "lora"])
@@ -97,10 +102,10 @@ def test_contrastive_step_changes_parameters_and_logs(trainable, tiny_gpt2_dir, 
     base = load_model(tiny_gpt2_dir, dtype="float32")
     before = {n: p.detach().clone() for n, p in base.named_parameters()}
     cfg = TrainConfig(**CFG, trainable=trainable)
-    metrics = run_contrastive(tiny_gpt2_dir, RAW_ROWS, _groups(), cfg, LossConfig(scale="dynamic", temperature=0.5),
-                              MC, tmp_path / "cl", 0)
+    metrics = train_method(contrastive, LossConfig(scale="dynamic", temperature=0.5),
+                           _inputs(tiny_gpt2_dir, cfg, tmp_path / "cl", groups=_groups()))
     assert metrics["rows"]["posts_contrastive"] == 2
-    assert metrics["l_cl_first"] > 0 and metrics["w_mean"] > 1.0
+    assert metrics["l_cl_first"] > 0 and metrics["w_posts_mean"] > 1.0
     assert torch.isfinite(torch.tensor(metrics["train_loss"]))
     trained = load_model(tmp_path / "cl", dtype="float32")
     assert len(_changed(before, trained)) > 0
@@ -112,30 +117,30 @@ def test_contrastive_step_changes_parameters_and_logs(trainable, tiny_gpt2_dir, 
 def test_checkpoint_and_resume(tiny_llama_dir, tmp_path):
     cfg = TrainConfig(**(CFG | {"grad_accum": 1}), trainable="full", save_steps=2)
     ckpt = tmp_path / "ckpt"
-    run_sft(tiny_llama_dir, RAW_ROWS[["post", "summary"]], cfg, MC, tmp_path / "m1", 0, checkpoint_dir=ckpt)
+    train_method(sft, None, _inputs(tiny_llama_dir, cfg, tmp_path / "m1", checkpoint_dir=ckpt))
     assert (ckpt / "checkpoint-2" / "model.safetensors").is_file()
     state = json.loads((ckpt / "checkpoint-4" / "trainer_state.json").read_text())
     assert state["global_step"] == 4
     resumed = TrainConfig(**(CFG | {"grad_accum": 1, "epochs": 2}), trainable="full", save_steps=2, resume=True)
-    metrics = run_sft(tiny_llama_dir, RAW_ROWS[["post", "summary"]], resumed, MC, tmp_path / "m2", 0,
-                      checkpoint_dir=ckpt)
+    metrics = train_method(sft, None, _inputs(tiny_llama_dir, resumed, tmp_path / "m2", checkpoint_dir=ckpt))
     assert metrics["resumed"] and metrics["steps"] == 8
 
 
 def test_bad_groups_file_is_one_clear_error(tmp_path, monkeypatch, capsys):
     from aligntax import cli
-    from stages import train_contrastive
+    from stages import train
 
     bad = _groups().drop(columns="role")
     bad.to_parquet(tmp_path / "groups.parquet")
     write_parquet(RAW_ROWS, tmp_path / "train.parquet", RAW)
-    (tmp_path / "params.yaml").write_text("seed: 0\n")
+    (tmp_path / "params.yaml").write_text(
+        "seed: 0\ntrained:\n  contrastive: {module: aligntax/train/contrastive.py, section: loss, data: g}\n")
     monkeypatch.setattr(sys, "argv", [
-        "train_contrastive", "--params", str(tmp_path / "params.yaml"), "--train", str(tmp_path / "train.parquet"),
+        "train", "--method", "contrastive", "--params", str(tmp_path / "params.yaml"), "--train", str(tmp_path / "train.parquet"),
         "--groups", str(tmp_path / "groups.parquet"), "--out", str(tmp_path / "cl"), "--metrics", str(tmp_path / "m.json"),
     ])
     with pytest.raises(SystemExit) as exit_info:
-        cli.run(train_contrastive.main)
+        cli.run(train.main)
     err = capsys.readouterr().err.strip()
     assert exit_info.value.code == 1
     assert err.startswith("error:") and "column 'role' is missing" in err and "groups.parquet" in err
@@ -147,6 +152,6 @@ def test_no_valid_group_is_an_error(tiny_llama_dir, tmp_path):
     groups = _groups()
     groups = groups[groups["role"] == "positive"]
     with pytest.raises(ValueError, match="no post has a valid contrastive group"):
-        run_contrastive(tiny_llama_dir, RAW_ROWS, groups, TrainConfig(**CFG), LossConfig(), MC,
-                        tmp_path / "cl", 0)
+        train_method(contrastive, LossConfig(), _inputs(tiny_llama_dir, TrainConfig(**CFG), tmp_path / "cl",
+                                                        groups=groups))
     assert not (tmp_path / "cl").exists()

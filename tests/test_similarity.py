@@ -1,6 +1,6 @@
 import pytest
 
-from aligntax.evaluate.similarity import EmbeddingSimilarity
+from aligntax.similarity import EmbeddingSimilarity
 
 POST = "i dropped my phone in the toilet at work today and my boss laughed at me."
 

@@ -1,0 +1,159 @@
+"""One training core for every trained method (sft, contrastive and the trained baselines).
+
+``train_method`` owns what they share: the train posts, loading the tokenizer and the model,
+what trains, TrainingArguments, the checkpoint folder and resume, timing, saving, the metrics
+and the DVCLive curves. A method is a module holding only what differs:
+
+    CONFIG: type | None           # its params dataclass (None: it reads only `train`)
+    NEEDS_GROUPS: bool            # whether it learns from data/augment/groups.parquet
+    def prepare(inputs: TrainInputs, tok, cfg) -> Job   # its encoding, Trainer class or hook
+
+Adding a trained method = one such module + one params section + one line under `trained:` in
+params.yaml (``TrainedMethod``); the DVC stages ``train@<method>`` are a foreach over that list.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pandas as pd
+import torch
+from transformers import PreTrainedModel, PrinterCallback, ProgressCallback, Trainer, TrainingArguments
+
+from aligntax.config import ConfigError
+from aligntax.models import ModelConfig, load_model, load_tokenizer
+from aligntax.train.trainer import (
+    AlignTrainer,
+    LiveCallback,
+    LogLines,
+    LogProgress,
+    TrainConfig,
+    save_model,
+    select_trainable,
+    training_arguments,
+)
+
+
+@dataclass
+class TrainedMethod:
+    module: str
+    """Path of the method's module, e.g. aligntax/baselines/cda.py (a DVC dependency of its stage)."""
+    section: str
+    """params.yaml section holding its settings (`train` when it has none of its own)."""
+    data: str
+    """What it learns from: data/raw/train.parquet, or data/augment/groups.parquet (built from it)."""
+
+
+@dataclass
+class TrainInputs:
+    """What every trained method starts from."""
+
+    base_dir: Path
+    raw: pd.DataFrame
+    train: TrainConfig
+    model: ModelConfig
+    seed: int
+    out_dir: Path
+    groups: pd.DataFrame | None = None
+    checkpoint_dir: Path | None = None
+    live_dir: Path | None = None
+
+    @property
+    def checkpoints(self) -> Path:
+        """The checkpoint folder: as given, else `.<out name>.checkpoints` beside the output."""
+        out = Path(self.out_dir)
+        return Path(self.checkpoint_dir) if self.checkpoint_dir else out.with_name(f".{out.name}.checkpoints")
+
+
+@dataclass
+class Job:
+    """What a method's ``prepare`` hands the core: its data and how it trains on it."""
+
+    dataset: Sequence
+    """Encoded training examples (one per post, or per pair for DPO)."""
+    rows: dict
+    """Row accounting: read, kept, dropped and why."""
+    collator: Callable | None = None
+    """Batches examples (None: the Trainer class's own)."""
+    trainer_cls: type[Trainer] = AlignTrainer
+    trainer_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Extra Trainer arguments (loss_cfg, ref_model ...)."""
+    args_cls: type[TrainingArguments] = TrainingArguments
+    args_extra: dict[str, Any] = field(default_factory=dict)
+    """Method fields of ``args_cls`` beyond the shared `train` section."""
+    model_overrides: dict[str, Any] = field(default_factory=dict)
+    """Config attributes set when the model loads (e.g. dropout rates)."""
+    setup_model: Callable[[PreTrainedModel], dict] | None = None
+    """Runs on the loaded model after seeding, before what trains is chosen; returns metrics."""
+    logged: tuple[str, ...] = ("ce",)
+    """Logged values (besides the loss) kept as curves and as first/last metrics."""
+    metrics: dict[str, Any] = field(default_factory=dict)
+    """Method metrics known before training."""
+
+
+def load_method(entry: TrainedMethod, name: str) -> ModuleType:
+    """Import the module of ``entry`` (a path such as aligntax/train/sft.py) and check its shape."""
+    path = Path(entry.module)
+    if path.suffix != ".py" or path.is_absolute():
+        raise ConfigError(f"params.yaml: 'trained.{name}.module' must be a relative path to a .py file, got {path}")
+    module = importlib.import_module(".".join(path.with_suffix("").parts))
+    if not callable(getattr(module, "prepare", None)) or not hasattr(module, "CONFIG"):
+        raise ConfigError(f"{path}: a trained method defines CONFIG and prepare(inputs, tok, cfg); see "
+                          "aligntax/train/core.py")
+    return module
+
+
+def train_method(method: ModuleType, cfg: Any, inputs: TrainInputs) -> dict:
+    """Train ``method`` from ``inputs.base_dir`` on the train posts, save to ``inputs.out_dir``; metrics."""
+    if inputs.raw.empty:
+        raise ValueError("no train posts: data/raw/train.parquet is empty; raise data.n_train")
+    if getattr(method, "NEEDS_GROUPS", False) and inputs.groups is None:
+        raise ValueError(f"{method.__name__} learns from the groups artifact: pass --groups "
+                         "data/augment/groups.parquet (dvc repro entity-perturb)")
+    tok = load_tokenizer(inputs.base_dir)
+    job = method.prepare(inputs, tok, cfg)
+    if len(job.dataset) == 0:
+        raise ValueError(f"{method.__name__}: no training examples from {len(inputs.raw)} posts; rows: {job.rows}")
+    model = load_model(inputs.base_dir, dtype="float32", **job.model_overrides)
+    torch.manual_seed(inputs.seed)
+    setup = job.setup_model(model) if job.setup_model else {}
+    model = select_trainable(model, inputs.train)
+    n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    ckpt = inputs.checkpoints
+    args = training_arguments(inputs.train, inputs.seed, ckpt, job.args_cls, **job.args_extra)
+    keys = ("loss", *job.logged)
+    callbacks = [LiveCallback(inputs.live_dir, (*keys, "learning_rate"))] if inputs.live_dir else []
+    trainer = job.trainer_cls(model=model, args=args, train_dataset=job.dataset, data_collator=job.collator,
+                              callbacks=callbacks, **job.trainer_kwargs)
+    bar = trainer.pop_callback(ProgressCallback)
+    trainer.pop_callback(PrinterCallback)
+    trainer.add_callback(LogProgress if bar else LogLines)
+    resume = inputs.train.resume and ckpt.is_dir() and any(ckpt.glob("checkpoint-*"))
+    start = time.time()
+    result = trainer.train(resume_from_checkpoint=True if resume else None)
+    seconds = time.time() - start
+    save_model(trainer.model, tok, inputs.out_dir)
+    return {
+        "rows": job.rows, **job.metrics, **setup,
+        "steps": result.global_step, "train_loss": result.training_loss, "seconds": round(seconds, 1),
+        "trainable_parameters": n_trainable, "resumed": bool(resume),
+        **curve_ends(trainer.state.log_history, keys),
+    }
+
+
+def curve_ends(history: list[dict], keys: Sequence[str]) -> dict[str, float | None]:
+    """First and last logged value of each key (`rewards/margins` -> rewards_margins_first ...)."""
+    logs = [h for h in history if "loss" in h]
+    out: dict[str, float | None] = {}
+    for key in keys:
+        seen = [h[key] for h in logs if key in h]
+        name = key.replace("/", "_")
+        out[f"{name}_first"] = seen[0] if seen else None
+        out[f"{name}_last"] = seen[-1] if seen else None
+    return out

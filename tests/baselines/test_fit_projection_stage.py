@@ -1,0 +1,34 @@
+"""stages/fit_projection.py: one stage script fits either projection and writes model + metrics."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pandas as pd
+import pytest
+import yaml
+
+from aligntax import cli
+from stages import fit_projection
+
+RAW = pd.DataFrame({"id": ["a", "b"], "subreddit": ["tifu"] * 2, "title": ["t"] * 2,
+                    "post": ["my mom called my dad and he laughed.", "the priest met the rabbi at the church."],
+                    "summary": ["mom called dad", "priest met rabbi"]})
+SECTIONS = {"inlp": {"axes": ["gender", "religion"], "n_iterations": 2, "max_corpus_contexts": 10, "batch_size": 64},
+            "sentence_debias": {"n_components": 1, "max_corpus_contexts": 10, "batch_size": 64}}
+
+
+@pytest.mark.parametrize("method", sorted(SECTIONS))
+def test_fit_projection_stage_writes_model_and_metrics(method, tiny_llama_dir, tmp_path, monkeypatch):
+    RAW.to_parquet(tmp_path / "train.parquet")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"seed": 0, method: SECTIONS[method]}))
+    monkeypatch.setattr(sys, "argv", [
+        "fit_projection", "--method", method, "--params", str(tmp_path / "params.yaml"),
+        "--model", str(tiny_llama_dir), "--train", str(tmp_path / "train.parquet"),
+        "--out", str(tmp_path / method), "--metrics", str(tmp_path / "m.json")])
+    cli.run(fit_projection.main)
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert metrics["method"] == method and metrics["rows"] == {"posts_read": 2} and metrics["rank_removed"] > 0
+    assert (tmp_path / method / "projection.safetensors").is_file()
+    assert (tmp_path / method / "model.safetensors").is_file()
