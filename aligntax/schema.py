@@ -52,6 +52,14 @@ RAW = ArtifactSchema(
     required_text=("id", "post", "summary"),
 )
 
+CASED = ArtifactSchema(
+    name="cased posts",
+    producer="truecase",
+    schema=RAW.schema,
+    required_text=("id",),
+)
+"""data/cased/{train,eval}.parquet: the raw split with post and summary cased (same ids, same order)."""
+
 ROLES = ("positive", "negative")
 KINDS = (
     "reference",
