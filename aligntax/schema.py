@@ -64,6 +64,7 @@ ROLES = ("positive", "negative")
 KINDS = (
     "reference",
     "backtranslation",
+    "lm_paraphrase",
     "toxic_lm",
     "toxic_lexicon",
     "swap_ent",
@@ -84,7 +85,7 @@ PARAPHRASES = ArtifactSchema(
         ]
     ),
     required_text=("post_id", "text"),
-    allowed={"kind": ("reference", "backtranslation")},
+    allowed={"kind": ("reference", "backtranslation", "lm_paraphrase")},
 )
 
 TOXIC = ArtifactSchema(

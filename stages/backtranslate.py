@@ -15,7 +15,8 @@ from aligntax.ner import NerConfig, load_ner
 
 def main() -> None:
     p = cli.parser(__doc__)
-    p.add_argument("--train", default="data/raw/train.parquet")
+    p.add_argument("--train", default="data/cased/train.parquet", help="the cased posts (truecase)")
+    p.add_argument("--base-model", default="models/base", help="the LM paraphraser (backtranslate.lm_model: base)")
     p.add_argument("--scorers", default="models/scorers", help="fitted scorer artifacts (fit-scorers)")
     p.add_argument("--out", default="data/augment/paraphrases.parquet")
     p.add_argument("--metrics", default="metrics/backtranslate.json")
@@ -37,7 +38,7 @@ def main() -> None:
 
     metrics = run_backtranslate(args.train, args.out, args.work_dir, cfg, lambda: load_ner(ner_cfg),
                                 None if cfg.meaning_filter == "none" else meaning, load_seed(params),
-                                Shard.parse(args.shard), [ner_cfg, params.get("scoring")])
+                                Shard.parse(args.shard), [ner_cfg, params.get("scoring")], args.base_model)
     if metrics is not None:
         write_json(metrics, args.metrics)
 

@@ -15,7 +15,9 @@ from aligntax.ner import NerConfig, load_ner
 
 def main() -> None:
     p = cli.parser(__doc__)
-    p.add_argument("--train", default="data/raw/train.parquet")
+    p.add_argument("--train", default="data/cased/train.parquet", help="the cased posts (truecase)")
+    p.add_argument("--raw", default="data/raw/train.parquet",
+                   help="the stored posts --train was cased from: the groups take their casing ('' = keep --train's)")
     p.add_argument("--paraphrases", default="data/augment/paraphrases.parquet")
     p.add_argument("--toxic", default="data/augment/toxic.parquet")
     p.add_argument("--base-model", default="models/base")
@@ -38,7 +40,7 @@ def main() -> None:
 
     metrics = run_perturb(args.train, args.paraphrases, args.toxic, args.out, args.work_dir, cfg, args.base_model,
                           template, lambda: load_ner(ner_cfg), toxicity, load_seed(params), Shard.parse(args.shard),
-                          [ner_cfg, params.get("scoring")])
+                          [ner_cfg, params.get("scoring")], args.raw or None)
     if metrics is not None:
         write_json(metrics, args.metrics)
 

@@ -12,7 +12,7 @@ from aligntax.io import write_json
 
 def main() -> None:
     p = cli.parser(__doc__)
-    p.add_argument("--train", default="data/raw/train.parquet")
+    p.add_argument("--train", default="data/cased/train.parquet", help="the cased posts (truecase)")
     p.add_argument("--base-model", default="models/base")
     p.add_argument("--scorers", default="models/scorers", help="fitted scorer artifacts (fit-scorers)")
     p.add_argument("--out", default="data/augment/toxic.parquet")
