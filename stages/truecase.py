@@ -3,18 +3,20 @@
 The raw files stay what the user gave; the cased copies feed NER and the augmentation stages.
 """
 
+import dataclasses
 import logging
 import time
 
 from aligntax import cli
-from aligntax.augment.chunks import RAW_INPUT
 from aligntax.config import load_section, read_params
 from aligntax.data.casing import TruecaseConfig, load_caser, truecase_frame
 from aligntax.io import read_parquet, write_json, write_parquet
 from aligntax.ner import NerConfig, load_ner
-from aligntax.schema import CASED
+from aligntax.schema import CASED, RAW
 
 log = logging.getLogger("truecase")
+RAW_ANY_TEXT = dataclasses.replace(RAW, required_text=("id",))
+"""Empty posts or summaries are passed through and counted, not fatal."""
 
 
 def main() -> None:
@@ -31,7 +33,7 @@ def main() -> None:
     caser = load_caser(cfg) if cfg.enabled else None
     metrics, start = {}, time.perf_counter()
     for split, src, dst in (("train", args.train, args.train_out), ("eval", args.eval, args.eval_out)):
-        cased, metrics[split] = truecase_frame(read_parquet(src, RAW_INPUT), cfg, caser, ner)
+        cased, metrics[split] = truecase_frame(read_parquet(src, RAW_ANY_TEXT), cfg, caser, ner)
         write_parquet(cased, dst, CASED)
         log.info("%s: %d rows cased -> %s", split, len(cased), dst)
     metrics["seconds"] = round(time.perf_counter() - start, 1)
