@@ -19,6 +19,7 @@ import pandas as pd
 from aligntax.config import load_section, read_params
 from aligntax.models import ModelConfig, load_tokenizer
 from aligntax.train.groups import build_posts
+from aligntax.train.loss import LossConfig, group_weight
 from aligntax.train.packing import encode
 from aligntax.train.trainer import TrainConfig
 
@@ -29,6 +30,7 @@ def main() -> None:
     p.add_argument("--groups", default="data/augment/groups.parquet")
     p.add_argument("--base-model", default="models/base")
     p.add_argument("--params", default="params.yaml")
+    p.add_argument("--gains", default="1,4", help="loss.dynamic_gain values whose mean dynamic weight is printed")
     args = p.parse_args()
     params = read_params(args.params)
     train_cfg = load_section(params, "train", TrainConfig)
@@ -57,9 +59,18 @@ def main() -> None:
         "pool_fallback_share_group_variants": round(n_fb / n_var, 4) if n_var else 0.0,
         "pool_fallback_share_all": round(sum(fallback.values()) / sum(variants.values()), 4) if variants else 0.0,
         "rows_per_kind": dict(sorted(Counter(groups["kind"]).items())),
+        # what loss.scale dynamic gives on these groups: compare with loss.static_weight
+        "dynamic_w": {g: _weights([p.toxicity for p in posts if p.contrastive], float(g))
+                      for g in args.gains.split(",")},
         "build_posts": counts,
     }
     print(json.dumps(out, indent=2))
+
+
+def _weights(toxicity: list[list[float]], gain: float) -> dict[str, float]:
+    cfg = LossConfig(scale="dynamic", dynamic_gain=gain)
+    w = [group_weight(t, cfg) for t in toxicity]
+    return {"mean": round(sum(w) / len(w), 3), "min": round(min(w), 3), "max": round(max(w), 3)} if w else {}
 
 
 if __name__ == "__main__":
