@@ -67,7 +67,7 @@ class ToxifyConfig:
     """Prompts per generate call."""
     lexicon_insertions: int = 2
     """Profanity words inserted per `lexicon` rewrite."""
-    lexicon_samples: int = 1
+    lexicon_samples: int = 2
     """`lexicon` rewrites per post (words: the list entries the scorer rates >= min_toxicity)."""
     chunk_size: int = 64
     """Posts per resumable chunk."""
