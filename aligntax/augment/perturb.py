@@ -68,8 +68,8 @@ class PerturbConfig:
     """A post needs at least this many positives (paper: 2)."""
     min_negatives: int = 1
     """A post needs at least this many negatives."""
-    max_pair_jaccard: float = 0.8
-    """Drop a negative whose word Jaccard with any positive is above this (paper: 0.8; 1.0 disables)."""
+    max_pair_jaccard: float = 1.0
+    """Drop a negative whose word Jaccard with any positive is above this (paper: 0.8; 1.0, the default, disables)."""
     max_reference_toxicity: float = 0.5
     """Only augment references with toxicity at most this (paper: 0.5)."""
     chunk_size: int = 64
