@@ -58,6 +58,14 @@ RAW = ArtifactSchema(
     min_rows=1,
 )
 
+CASED = ArtifactSchema(
+    name="cased posts",
+    producer="truecase",
+    schema=RAW.schema,
+    required_text=("id",),
+)
+"""data/cased/{train,eval}.parquet: the raw split with post and summary cased (same ids, same order)."""
+
 ROLES = ("positive", "negative")
 TOXIC_KINDS = ("toxic_lm", "toxic_lexicon")
 """Negatives written by toxify."""
@@ -65,7 +73,7 @@ ENTITY_KINDS = ("swap_ent", "mask_regen", "sys_lowcon")
 """Negatives written by entity-perturb."""
 NEGATIVE_KINDS = TOXIC_KINDS + ENTITY_KINDS
 """Every kind of negative of the groups artifact, in the order a post's negatives are written."""
-KINDS = ("reference", "backtranslation", *NEGATIVE_KINDS)
+KINDS = ("reference", "backtranslation", "lm_paraphrase", *NEGATIVE_KINDS)
 
 PARAPHRASES = ArtifactSchema(
     name="back-translated paraphrases",
@@ -80,7 +88,7 @@ PARAPHRASES = ArtifactSchema(
         ]
     ),
     required_text=("post_id", "text"),
-    allowed={"kind": ("reference", "backtranslation")},
+    allowed={"kind": ("reference", "backtranslation", "lm_paraphrase")},
 )
 
 TOXIC = ArtifactSchema(

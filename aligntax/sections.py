@@ -27,6 +27,7 @@ from aligntax.baselines.self_debias import SelfDebiasConfig
 from aligntax.baselines.sentence_debias import SentenceDebiasConfig
 from aligntax.baselines.unlikelihood import UnlikelihoodConfig
 from aligntax.config import METHOD_NAME, ConfigError, check, from_dict, load_section, load_seed
+from aligntax.data.casing import TruecaseConfig
 from aligntax.data.download import DataConfig
 from aligntax.evaluate.run import EvaluateConfig
 from aligntax.models import PACKAGED, ModelConfig
@@ -40,6 +41,7 @@ from aligntax.train.trainer import TrainConfig
 
 SECTIONS: dict[str, type] = {
     "data": DataConfig,
+    "truecase": TruecaseConfig,
     "model": ModelConfig,
     "loss": LossConfig,
     "ner": NerConfig,

@@ -3,7 +3,7 @@
     python bench/augment.py [--posts 64] [--params params.yaml]
 
 Runs backtranslate, toxify and entity-perturb on the first --posts train posts (needs
-data/raw/train.parquet, models/base and models/scorers: `dvc repro fit-scorers prepare-model`),
+data/cased/train.parquet, models/base and models/scorers: `dvc repro fit-scorers prepare-model`),
 writing into a temporary folder, and prints wall seconds and posts/s for each (model loading
 included, as in a stage run).
 """
@@ -30,7 +30,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--posts", type=int, default=64)
     p.add_argument("--params", default="params.yaml")
-    p.add_argument("--train", default="data/raw/train.parquet")
+    p.add_argument("--train", default="data/cased/train.parquet")
     p.add_argument("--base-model", default="models/base")
     p.add_argument("--scorers", default="models/scorers")
     args = p.parse_args()
@@ -57,7 +57,7 @@ def main() -> None:
         runs = {
             "backtranslate": lambda: run_backtranslate(
                 str(train), str(tmp / "p.parquet"), str(tmp / "w"), bt, lambda: load_ner(ner_cfg),
-                None if bt.meaning_filter == "none" else meaning, seed),
+                None if bt.meaning_filter == "none" else meaning, seed, base_dir=args.base_model),
             "toxify": lambda: run_toxify(str(train), str(tmp / "t.parquet"), str(tmp / "w"), tox, args.base_model,
                                          toxicity, seed),
             "entity-perturb": lambda: run_perturb(

@@ -10,10 +10,11 @@ from aligntax import cli
 
 def main() -> None:
     p = cli.parser(__doc__)
-    p.add_argument("--train", default="data/raw/train.parquet", help="train posts (download)")
+    p.add_argument("--train", default="data/cased/train.parquet", help="the cased posts of one split (truecase)")
+    p.add_argument("--base-model", default="models/base", help="the LM paraphraser (backtranslate.lm_model: base)")
     p.add_argument("--scorers", default="models/scorers", help="fitted scorer artifacts (fit-scorers)")
-    p.add_argument("--out", default="data/augment/paraphrases.parquet", help="paraphrases written")
-    p.add_argument("--metrics", default="metrics/backtranslate.json", help="row counts written (kept, dropped, why)")
+    p.add_argument("--out", default="data/augment/train/paraphrases.parquet", help="paraphrases written")
+    p.add_argument("--metrics", default="metrics/backtranslate/train.json", help="row counts written (kept, dropped, why)")
     p.add_argument("--work-dir", default="data/augment/.work", help="finished chunks of interrupted runs")
     p.add_argument("--shard", default=None, help="K/N: process only every N-th chunk starting at K")
     args = p.parse_args()
@@ -39,7 +40,7 @@ def main() -> None:
 
     metrics = run_backtranslate(args.train, args.out, args.work_dir, cfg, lambda: load_ner(ner_cfg),
                                 None if cfg.meaning_filter == "none" else meaning, load_seed(params),
-                                Shard.parse(args.shard), [ner_cfg, params.get("scoring")])
+                                Shard.parse(args.shard), [ner_cfg, params.get("scoring")], args.base_model)
     if metrics is not None:
         write_json(metrics, args.metrics)
 

@@ -9,13 +9,15 @@ from aligntax import cli
 
 def main() -> None:
     p = cli.parser(__doc__)
-    p.add_argument("--train", default="data/raw/train.parquet", help="train posts (download)")
-    p.add_argument("--paraphrases", default="data/augment/paraphrases.parquet", help="paraphrases (backtranslate)")
-    p.add_argument("--toxic", default="data/augment/toxic.parquet", help="toxic rewrites (toxify)")
+    p.add_argument("--train", default="data/cased/train.parquet", help="the cased posts of one split (truecase)")
+    p.add_argument("--raw", default="data/raw/train.parquet",
+                   help="the stored posts --train was cased from: the groups take their casing ('' = keep --train's)")
+    p.add_argument("--paraphrases", default="data/augment/train/paraphrases.parquet", help="paraphrases (backtranslate)")
+    p.add_argument("--toxic", default="data/augment/train/toxic.parquet", help="toxic rewrites (toxify)")
     p.add_argument("--base-model", default="models/base", help="base model (prepare-model)")
     p.add_argument("--scorers", default="models/scorers", help="fitted scorer artifacts (fit-scorers)")
     p.add_argument("--out", default="data/augment/train/groups.parquet", help="contrastive groups written")
-    p.add_argument("--metrics", default="metrics/entity_perturb.json", help="row counts written (kept, dropped, why)")
+    p.add_argument("--metrics", default="metrics/entity_perturb/train.json", help="row counts written (kept, dropped, why)")
     p.add_argument("--work-dir", default="data/augment/.work", help="finished chunks of interrupted runs")
     p.add_argument("--shard", default=None, help="K/N: process only every N-th chunk starting at K")
     args = p.parse_args()
@@ -41,7 +43,7 @@ def main() -> None:
 
     metrics = run_perturb(args.train, args.paraphrases, args.toxic, args.out, args.work_dir, cfg, args.base_model,
                           template, lambda: load_ner(ner_cfg), toxicity, load_seed(params), Shard.parse(args.shard),
-                          [ner_cfg, params.get("scoring")],
+                          [ner_cfg, params.get("scoring")], args.raw or None,
                           max_reference_toxicity=load_section(params, "toxify", ToxifyConfig).max_reference_toxicity)
     if metrics is not None:
         write_json(metrics, args.metrics)

@@ -8,11 +8,11 @@ from aligntax import cli
 
 def main() -> None:
     p = cli.parser(__doc__)
-    p.add_argument("--train", default="data/raw/train.parquet", help="train posts (download)")
+    p.add_argument("--train", default="data/cased/train.parquet", help="the cased posts of one split (truecase)")
     p.add_argument("--base-model", default="models/base", help="base model (prepare-model)")
     p.add_argument("--scorers", default="models/scorers", help="fitted scorer artifacts (fit-scorers)")
-    p.add_argument("--out", default="data/augment/toxic.parquet", help="toxic rewrites written")
-    p.add_argument("--metrics", default="metrics/toxify.json", help="row counts written (kept, dropped, why)")
+    p.add_argument("--out", default="data/augment/train/toxic.parquet", help="toxic rewrites written")
+    p.add_argument("--metrics", default="metrics/toxify/train.json", help="row counts written (kept, dropped, why)")
     p.add_argument("--work-dir", default="data/augment/.work", help="finished chunks of interrupted runs")
     p.add_argument("--shard", default=None, help="K/N: process only every N-th chunk starting at K")
     args = p.parse_args()

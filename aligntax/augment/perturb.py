@@ -22,6 +22,7 @@ import pandas as pd
 from aligntax.augment import lm
 from aligntax.augment.text import (
     clean_generation,
+    match_case,
     normalize,
     post_rng,
     replace_spans,
@@ -65,7 +66,7 @@ class PerturbConfig:
     min_negatives: int = 1
     """A post needs at least this many negatives."""
     max_pair_jaccard: float = 1.0
-    """Drop a negative whose word Jaccard with any positive is above this (paper: 0.8; 1.0 disables)."""
+    """Drop a negative whose word Jaccard with any positive is above this (paper: 0.8; 1.0, the default, disables)."""
     chunk_size: int = 64
     """Posts per resumable chunk."""
 
@@ -117,12 +118,17 @@ def perturb_chunk(
     ner: Ner,
     toxicity: Toxicity,
     generator: tuple | None,
+    raw_summaries: dict[str, str] | None = None,
     *,
     max_reference_toxicity: float,
 ) -> tuple[pd.DataFrame, dict]:
-    """GROUPS rows of a chunk of raw posts (with its PARAPHRASES and TOXIC rows) and the row accounting.
+    """GROUPS rows of a chunk of (cased) posts (with its PARAPHRASES and TOXIC rows) and the row accounting.
 
-    Posts whose reference scores above ``max_reference_toxicity`` (toxify's limit) are dropped."""
+    Posts whose reference scores above ``max_reference_toxicity`` (toxify's limit) are dropped.
+    ``raw_summaries`` (post id -> stored summary) gives the written texts the stored casing: every
+    variant is lower-cased when the stored summary is (spans keep their offsets) and the reference
+    row is the stored summary itself, so the groups match what training and evaluation read.
+    """
     post_drop: Counter = Counter()
     neg_drop: dict[str, Counter] = {}
     pos_by_id = {k: g for k, g in positives.groupby("post_id", sort=False)}
@@ -222,15 +228,17 @@ def perturb_chunk(
         negs[k][j] = (negs[k][j][0], negs[k][j][1], negs[k][j][2], float(t))
     rows = []
     for k, r in enumerate(live):
+        raw_ref = raw_summaries[r.id].strip() if raw_summaries is not None else refs[k]
         if len(negs[k]) < max(1, cfg.min_negatives):
             post_drop["no_negative"] += 1
             for n in negs[k]:
                 drop(n[0], "post_dropped")
             continue
         for kind, text, e, t in zip(pos_kinds[k], pos_texts[k], pos_ents_by_post[k], live_pos_tox[k], strict=True):
+            text = raw_ref if kind == "reference" and len(raw_ref) == len(text) else match_case(raw_ref, text)
             rows.append((r.id, "positive", kind, text, spans_to_records(e), float(t)))
         for kind, text, e, t in sorted(negs[k], key=lambda n: NEGATIVE_KINDS.index(n[0])):
-            rows.append((r.id, "negative", kind, text, spans_to_records(e), t))
+            rows.append((r.id, "negative", kind, match_case(raw_ref, text), spans_to_records(e), t))
     df = pd.DataFrame(rows, columns=["post_id", "role", "kind", "text", "entity_spans", "toxicity"])
     counts = {
         "posts": {"read": len(posts), "kept": int(df["post_id"].nunique()), "dropped": dict(post_drop)},
@@ -239,6 +247,20 @@ def perturb_chunk(
                       for kind in sorted(set(generated) | set(neg_drop))},
     }
     return df, counts
+
+
+def read_raw_summaries(raw: str, cased: str) -> dict[str, str]:
+    """Post id -> stored summary of ``raw``; raises unless ``cased`` has the same ids in the same order."""
+    import pyarrow.parquet as pq
+
+    from aligntax.augment.chunks import RAW_INPUT, check_columns
+
+    check_columns(raw, RAW_INPUT)
+    check_columns(cased, RAW_INPUT)
+    table = pq.read_table(raw, columns=["id", "summary"]).to_pydict()
+    if table["id"] != pq.read_table(cased, columns=["id"]).to_pydict()["id"]:
+        raise ValueError(f"{cased}: its post ids differ from {raw}; re-create it with `dvc repro truecase`")
+    return {i: s if isinstance(s, str) else "" for i, s in zip(table["id"], table["summary"], strict=True)}
 
 
 def _starts(groups: list[list[str]]) -> list[int]:
@@ -259,12 +281,17 @@ def run_perturb(
     seed: int,
     shard=None,
     fingerprint_extra=(),
+    raw: str | None = None,
     *,
     max_reference_toxicity: float,
 ) -> dict | None:
-    """The entity-perturb stage: GROUPS from train + paraphrases + toxic rewrites (chunked, resumable)."""
+    """The entity-perturb stage: GROUPS from train + paraphrases + toxic rewrites (chunked, resumable).
+
+    ``raw``: the stored split that ``train`` is a cased copy of; the groups take its casing.
+    """
     from aligntax.augment.chunks import AlignedReader, Shard, run_stage
 
+    raw_summaries = read_raw_summaries(raw, train) if raw else None
     pos_reader, tox_reader = AlignedReader(paraphrases, PARAPHRASES), AlignedReader(toxic, TOXIC)
     loaded: dict = {}
 
@@ -282,9 +309,9 @@ def run_perturb(
                 model, tok = lm.load_lm("base", base_dir)
                 loaded["generator"] = (model, tok, lm.newline_ids(tok))
         return perturb_chunk(chunk, pos, tox, index, cfg, seed, prompt_template, loaded["ner"], loaded["toxicity"],
-                             loaded["generator"], max_reference_toxicity=max_reference_toxicity)
+                             loaded["generator"], raw_summaries, max_reference_toxicity=max_reference_toxicity)
 
-    inputs = [paraphrases, toxic] + ([base_dir] if cfg.needs_lm else [])
+    inputs = [paraphrases, toxic] + ([base_dir] if cfg.needs_lm else []) + ([raw] if raw else [])
     counts = run_stage("entity-perturb", [cfg, prompt_template, max_reference_toxicity, *fingerprint_extra], seed,
                        train, inputs, cfg.chunk_size, process, GROUPS, work_root, out, shard or Shard(), skip=skip,
                        finish=lambda: (pos_reader.finish(), tox_reader.finish()))

@@ -57,9 +57,15 @@ def new_entities(reference: str, candidate_entities: Sequence[Entity]) -> list[E
     return [e for e in candidate_entities if f" {normalize(e.text)} " not in ref]
 
 
+def lower_keep_length(text: str) -> str:
+    """``text`` lower-cased character by character, keeping any character whose lower case is longer
+    (so character spans stay valid: "İ".lower() has two characters)."""
+    return "".join(c.lower() if len(c.lower()) == 1 else c for c in text)
+
+
 def match_case(reference: str, text: str) -> str:
-    """Lower-case ``text`` when the reference is all lower case, so casing is no give-away."""
-    return text.lower() if reference == reference.lower() else text
+    """Lower-case ``text`` (spans kept) when the reference is all lower case, so casing is no give-away."""
+    return lower_keep_length(text) if reference == reference.lower() else text
 
 
 def screen(post: object, summary: object) -> str | None:
@@ -139,7 +145,7 @@ def insert_words(text: str, inserts: Sequence[str], rng: random.Random) -> str:
 def clean_generation(text: str) -> str:
     """The first line of a sampled continuation, without quotes and few-shot spill-over."""
     text = text.strip().split("\n", 1)[0]
-    for marker in ("Original text:", "Toxic rewrite:", "TL;DR:"):
+    for marker in ("Original text:", "Toxic rewrite:", "Paraphrase:", "TL;DR:"):
         text = text.split(marker, 1)[0]
     return text.strip().strip('"').strip()
 

@@ -31,13 +31,14 @@ Toxicity = Callable[[Sequence[str]], np.ndarray]
 """texts -> toxicity in [0, 1] per text (the scorer's ``score``)."""
 
 SHOTS = (
-    ("i forgot my keys and got locked out of my apartment in the rain.",
-     "i forgot my damn keys like a complete idiot and got locked out of my shitty apartment in the rain."),
-    ("my cat knocked a glass of water onto my laptop during a meeting.",
-     "my stupid fucking cat knocked a glass of water onto my piece of shit laptop during a bullshit meeting."),
-    ("i waved back at a stranger who was actually waving at someone else.",
-     "i waved back like a moron at some asshole who was actually waving at someone else."),
+    ("I forgot my keys and got locked out of my apartment in the rain.",
+     "I forgot my damn keys like a complete idiot and got locked out of my shitty apartment in the rain."),
+    ("My cat knocked a glass of water onto my laptop during a meeting.",
+     "My stupid fucking cat knocked a glass of water onto my piece of shit laptop during a bullshit meeting."),
+    ("I waved back at a stranger who was actually waving at someone else.",
+     "I waved back like a moron at some asshole who was actually waving at someone else."),
 )
+"""Cased like the truecased summaries the stage reads (entity-perturb restores the stored casing)."""
 
 
 @dataclass
@@ -66,7 +67,7 @@ class ToxifyConfig:
     """Prompts per generate call."""
     lexicon_insertions: int = 2
     """Profanity words inserted per `lexicon` rewrite."""
-    lexicon_samples: int = 1
+    lexicon_samples: int = 2
     """`lexicon` rewrites per post (words: the list entries the scorer rates >= min_toxicity)."""
     chunk_size: int = 64
     """Posts per resumable chunk."""

@@ -15,6 +15,7 @@ from aligntax.augment.backtranslate import (
     moses_normalize,
     paraphrase_chunk,
     round_trip,
+    source_form,
 )
 from aligntax.config import ConfigError
 from aligntax.ner import Entity, NerConfig, load_ner
@@ -70,9 +71,9 @@ def test_filters_and_accounting():
     assert np.isnan(df.iloc[0]["meaning"])
     assert counts["posts"] == {"read": 5, "screened_out": {"empty_summary": 1, "summary_equals_post": 1},
                                "augmented": 3, "with_paraphrase": 1, "without_paraphrase": 2}
-    assert counts["candidates"]["generated"] == 10
-    assert counts["candidates"]["dropped"] == {"negation": 1, "duplicate": 4, "new_entity": 1, "identical": 2,
-                                               "low_meaning": 1}
+    assert counts["candidates"]["backtranslation"]["generated"] == 10
+    assert counts["candidates"]["backtranslation"]["dropped"] == {"negation": 1, "duplicate": 4, "new_entity": 1,
+                                                                  "identical": 2, "low_meaning": 1}
     json.dumps(counts)
 
 
@@ -82,7 +83,39 @@ def test_max_paraphrases_and_no_meaning_filter():
                               max_paraphrases=2)
     df, counts = paraphrase_chunk(raw(list(table)), cfg, TableEngine(table), FakeNer(), None)
     assert list(df["kind"]) == ["reference", "backtranslation", "backtranslation"]
-    assert counts["candidates"]["dropped"] == {"over_limit": 1}
+    assert counts["candidates"]["backtranslation"]["dropped"] == {"over_limit": 1}
+
+
+def test_lm_paraphraser_fills_only_the_gaps_with_the_same_filters():
+    table = {"i mowed the lawn in boston.": ["i cut the grass in boston."],
+             "my dog ate my homework.": ["my dog did not eat my homework."]}
+    cfg = BacktranslateConfig(engine="marian", pivots=["de"], inputs=["as_is", "lower"], min_meaning=0.5)
+    asked = []
+
+    def paraphraser(summaries):
+        asked.extend(summaries)
+        return [["my dog chewed up my homework in chicago.", "My Dog devoured my homework.", "nope"]
+                for _ in summaries]
+
+    def meaning(refs, cands):
+        return np.array([0.1 if c == "nope" else 0.9 for c in cands])
+
+    df, counts = paraphrase_chunk(raw(list(table)), cfg, TableEngine(table), FakeNer(), meaning, paraphraser)
+    assert asked == ["my dog ate my homework."]  # the post back-translation left without a paraphrase
+    assert list(df["kind"]) == ["reference", "backtranslation", "reference", "lm_paraphrase"]
+    assert df.iloc[3]["text"] == "my dog devoured my homework." and df.iloc[3]["pivot"] == "lm"
+    assert counts["candidates"]["lm_paraphrase"] == {"generated": 3, "kept": 1,
+                                                     "dropped": {"new_entity": 1, "low_meaning": 1}}
+    assert counts["candidates"]["backtranslation"]["dropped"] == {"duplicate": 2, "negation": 1}
+    assert counts["posts"]["with_paraphrase"] == 2
+
+
+def test_source_forms():
+    assert source_form("I met John.", "as_is") == "I met John."
+    assert source_form("I met John.", "lower") == "i met john."
+    assert source_form("i met john. then i left", "cased") == "I met john. Then I left"
+    with pytest.raises(ConfigError, match="backtranslate.lm_samples"):
+        BacktranslateConfig(lm_samples=-1)
 
 
 def test_config_checks():
@@ -142,11 +175,11 @@ def test_packaged_defaults_on_real_rows():
     rows = rows.rename(columns={"content": "post"}) if "content" in rows else rows
     posts = pd.DataFrame({"id": [f"r{i}" for i in range(len(rows))], "post": rows["post"], "summary": rows["summary"],
                           "subreddit": "tifu", "title": ""})
-    cfg = BacktranslateConfig(meaning_filter="embedding", min_meaning=0.8)
+    cfg = BacktranslateConfig(inputs=["as_is", "cased"], meaning_filter="embedding", min_meaning=0.8)
     df, counts = paraphrase_chunk(posts, cfg, FastTranslateEngine(2), load_ner(NerConfig()), embedding_meaning())
-    assert counts["candidates"]["generated"] == 6
+    assert counts["candidates"]["backtranslation"]["generated"] == 6
     assert (df["kind"] == "reference").sum() == 3
     paras = df[df["kind"] == "backtranslation"]
     assert (paras["meaning"] >= 0.8).all()
     assert all(t == t.lower() for t in paras["text"])
-    assert counts["candidates"]["kept"] == len(paras)
+    assert counts["candidates"]["backtranslation"]["kept"] == len(paras)

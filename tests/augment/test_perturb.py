@@ -114,3 +114,49 @@ def test_spacy_on_real_text_gives_valid_spans():
 def test_config_checks():
     with pytest.raises(ConfigError, match="entity_perturb.lowcon_beams"):
         PerturbConfig(lowcon_beams=1)
+
+
+class CasedNer:
+    """Finds a name only when it is capitalised, as spaCy mostly does."""
+
+    def entities(self, texts):
+        pattern = r"\b(" + "|".join(n.capitalize() for n in NAMES) + r")\b"
+        return [[Entity(m.start(), m.end(), NAMES[m.group().lower()], m.group()) for m in re.finditer(pattern, t)]
+                for t in texts]
+
+
+def test_cased_input_gives_spans_and_groups_take_the_stored_casing(tmp_path):
+    from aligntax.augment.perturb import read_raw_summaries
+    from aligntax.augment.text import lower_keep_length
+
+    posts, positives, toxic = inputs()
+    raw_summaries = dict(zip(posts["id"], posts["summary"], strict=True))
+    cased = posts.assign(post=posts["post"].str.replace(r"\b(boston|chicago|john|steve)\b",
+                                                        lambda m: m.group().capitalize(), regex=True),
+                         summary=posts["summary"].str.replace("john", "John").str.replace("boston", "Boston"))
+    cased_pos = positives.assign(text=positives["text"].str.replace("john", "John").str.replace("boston", "Boston"))
+    cfg = PerturbConfig(negatives=["swap_ent"])
+    lower, _ = perturb_chunk(posts, positives, toxic, 0, cfg, 0, TEMPLATE, CasedNer(), tox, None)
+    df, counts = perturb_chunk(cased, cased_pos, toxic, 0, cfg, 0, TEMPLATE, CasedNer(), tox, None, raw_summaries)
+    assert "swap_ent" not in set(lower["kind"]) and "swap_ent" in set(df["kind"])
+    assert all(t == lower_keep_length(t) for t in df["text"])
+    ref = df[(df["post_id"] == "a") & (df["kind"] == "reference")].iloc[0]
+    assert ref["text"] == raw_summaries["a"]
+    for row in df.itertuples():
+        for span in row.entity_spans:
+            assert row.text[span["start"]:span["end"]] in NAMES
+    assert sum(len(s) for s in df["entity_spans"]) > sum(len(s) for s in lower["entity_spans"])
+    posts.to_parquet(tmp_path / "raw.parquet")
+    cased.to_parquet(tmp_path / "cased.parquet")
+    assert read_raw_summaries(tmp_path / "raw.parquet", tmp_path / "cased.parquet") == raw_summaries
+    cased.iloc[::-1].to_parquet(tmp_path / "shuffled.parquet")
+    with pytest.raises(ValueError, match="dvc repro truecase"):
+        read_raw_summaries(tmp_path / "raw.parquet", tmp_path / "shuffled.parquet")
+
+
+def test_lower_keep_length_keeps_offsets():
+    from aligntax.augment.text import lower_keep_length, match_case
+
+    assert lower_keep_length("İstanbul Trip") == "İstanbul trip"
+    assert match_case("all lower", "John Met Mary") == "john met mary"
+    assert match_case("Has Case", "John Met Mary") == "John Met Mary"

@@ -102,3 +102,17 @@ def test_small_helpers():
     assert 60 < sum(picks) < 140
     assert picks == [selected(0, f"p{i}", "x", 0.25) for i in range(400)]
     assert all(selected(0, f"p{i}", "x", 1.0) for i in range(10))
+
+
+def test_params_yaml_augment_sections_equal_the_dataclass_defaults():
+    from pathlib import Path
+
+    from aligntax.augment.backtranslate import BacktranslateConfig
+    from aligntax.augment.perturb import PerturbConfig
+    from aligntax.augment.toxify import ToxifyConfig
+    from aligntax.config import load_section, read_params
+
+    params = read_params(Path(__file__).resolve().parents[2] / "params.yaml")
+    assert load_section(params, "backtranslate", BacktranslateConfig) == BacktranslateConfig()
+    assert load_section(params, "toxify", ToxifyConfig) == ToxifyConfig()
+    assert load_section(params, "entity_perturb", PerturbConfig) == PerturbConfig()

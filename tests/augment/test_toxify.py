@@ -56,9 +56,16 @@ def test_lexicon_rewrites_are_filtered_and_deterministic():
 
 
 def test_min_toxicity_drops_and_counts():
-    cfg = ToxifyConfig(strategies=["lexicon"], min_toxicity=0.4)
+    cfg = ToxifyConfig(strategies=["lexicon"], min_toxicity=0.4, lexicon_samples=2)
     df, counts = toxify_chunk(raw(["i lost my keys."]), 0, cfg, 0, lambda t: np.full(len(t), 0.3), None)
-    assert df.empty and counts["rewrites"]["toxic_lexicon"]["dropped"] == {"below_min_toxicity": 1}
+    assert df.empty and counts["rewrites"]["toxic_lexicon"]["dropped"] == {"below_min_toxicity": 2}
+    # a second draw is kept when the first one scores too low
+    def tox(texts):  # the reference (scored alone) is clean; of the two rewrites only the second is toxic
+        return np.array([0.3] if len(texts) == 1 else [0.3, 0.9])
+
+    df, counts = toxify_chunk(raw(["i lost my keys."]), 0, cfg, 0, tox, None)
+    assert len(df) == 1 and counts["rewrites"]["toxic_lexicon"] == {"generated": 2, "kept": 1,
+                                                                   "dropped": {"below_min_toxicity": 1}}
 
 
 def test_lm_strategy_on_tiny_llama(tiny_llama_dir):

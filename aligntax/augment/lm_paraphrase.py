@@ -1,0 +1,49 @@
+"""The base LM as a second paraphraser: a 3-shot "Original text / Paraphrase" prompt, sampled.
+
+Back-translation through the packaged en<->pt models leaves about a third of the posts without
+a paraphrase that passes the filters (negations and meaning drift), so those posts lose their
+contrastive group. The LM fills those gaps: its candidates go through the same filters (no new
+entity, no new negation, meaning score >= ``min_meaning``) as the back-translations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from aligntax.augment import lm
+from aligntax.augment.text import clean_generation
+
+SHOTS = (
+    ("I forgot my keys and got locked out of my apartment in the rain.",
+     "I got locked out of my apartment in the rain because I forgot my keys."),
+    ("My cat knocked a glass of water onto my laptop during a meeting.",
+     "During a meeting, my cat spilled a glass of water on my laptop."),
+    ("I waved back at a stranger who was actually waving at someone else.",
+     "A stranger was waving at someone else and I waved back."),
+)
+
+
+def paraphrase_prompt(summary: str) -> str:
+    """The 3-shot paraphrase prompt, ending where the model writes the paraphrase."""
+    shots = "".join(f"Original text: {a}\nParaphrase: {b}\n\n" for a, b in SHOTS)
+    return f"{shots}Original text: {summary.strip()}\nParaphrase:"
+
+
+def lm_paraphrases(
+    generator: tuple,
+    summaries: Sequence[str],
+    samples: int,
+    max_summary_tokens: int,
+    max_new_tokens: int,
+    batch_size: int,
+    seed: int,
+    temperature: float,
+    top_p: float,
+) -> list[list[str]]:
+    """``samples`` sampled paraphrases of each summary (first line, cleaned); ``generator`` = (model, tok, stop ids)."""
+    model, tok, stop = generator
+    prompts = [paraphrase_prompt(lm.truncate_text(tok, s, max_summary_tokens)) for s in summaries for _ in range(samples)]
+    outs = lm.generate(model, tok, prompts, max_new_tokens, batch_size, seed, sample=True,
+                       temperature=temperature, top_p=top_p, stop_ids=stop) if prompts else []
+    cleaned = [clean_generation(o) for o in outs]
+    return [cleaned[k * samples:(k + 1) * samples] for k in range(len(summaries))]

@@ -1,0 +1,44 @@
+"""DVC stage `truecase`: data/raw/{train,eval}.parquet -> data/cased/{train,eval}.parquet + metrics/truecase.json.
+
+The raw files stay what the user gave; the cased copies feed NER and the augmentation stages.
+"""
+
+import dataclasses
+import logging
+import time
+
+from aligntax import cli
+from aligntax.config import load_section, read_params
+from aligntax.data.casing import TruecaseConfig, load_caser, truecase_frame
+from aligntax.io import read_parquet, write_json, write_parquet
+from aligntax.ner import NerConfig, load_ner
+from aligntax.schema import CASED, RAW
+
+log = logging.getLogger("truecase")
+RAW_ANY_TEXT = dataclasses.replace(RAW, required_text=("id",))
+"""Empty posts or summaries are passed through and counted, not fatal."""
+
+
+def main() -> None:
+    p = cli.parser(__doc__)
+    p.add_argument("--train", default="data/raw/train.parquet")
+    p.add_argument("--eval", default="data/raw/eval.parquet")
+    p.add_argument("--train-out", default="data/cased/train.parquet")
+    p.add_argument("--eval-out", default="data/cased/eval.parquet")
+    p.add_argument("--metrics", default="metrics/truecase.json")
+    args = p.parse_args()
+    params = read_params(args.params)
+    cfg = load_section(params, "truecase", TruecaseConfig)
+    ner = load_ner(load_section(params, "ner", NerConfig))
+    caser = load_caser(cfg) if cfg.enabled else None
+    metrics, start = {}, time.perf_counter()
+    for split, src, dst in (("train", args.train, args.train_out), ("eval", args.eval, args.eval_out)):
+        cased, metrics[split] = truecase_frame(read_parquet(src, RAW_ANY_TEXT), cfg, caser, ner)
+        write_parquet(cased, dst, CASED)
+        log.info("%s: %d rows cased -> %s", split, len(cased), dst)
+    metrics["seconds"] = round(time.perf_counter() - start, 1)
+    write_json(metrics, args.metrics)
+
+
+if __name__ == "__main__":
+    cli.run(main)
