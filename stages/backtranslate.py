@@ -40,7 +40,8 @@ def main() -> None:
 
     metrics = run_backtranslate(args.train, args.out, args.work_dir, cfg, lambda: load_ner(ner_cfg),
                                 None if cfg.meaning_filter == "none" else meaning, load_seed(params),
-                                Shard.parse(args.shard), [ner_cfg, params.get("scoring")], args.base_model)
+                                Shard.parse(args.shard), [ner_cfg, params.get("scoring")], args.base_model,
+                                input_dirs=[args.scorers])
     if metrics is not None:
         write_json(metrics, args.metrics)
 

@@ -44,7 +44,8 @@ def main() -> None:
     metrics = run_perturb(args.train, args.paraphrases, args.toxic, args.out, args.work_dir, cfg, args.base_model,
                           template, lambda: load_ner(ner_cfg), toxicity, load_seed(params), Shard.parse(args.shard),
                           [ner_cfg, params.get("scoring")], args.raw or None,
-                          max_reference_toxicity=load_section(params, "toxify", ToxifyConfig).max_reference_toxicity)
+                          max_reference_toxicity=load_section(params, "toxify", ToxifyConfig).max_reference_toxicity,
+                          input_dirs=[args.scorers])
     if metrics is not None:
         write_json(metrics, args.metrics)
 

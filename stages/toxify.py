@@ -32,7 +32,8 @@ def main() -> None:
                                     scorer_dir=args.scorers).score
 
     metrics = run_toxify(args.train, args.out, args.work_dir, cfg, args.base_model, toxicity, load_seed(params),
-                         Shard.parse(args.shard), [params.get("scoring")])
+                         Shard.parse(args.shard), [params.get("scoring")],
+                         input_dirs=[args.scorers])
     if metrics is not None:
         write_json(metrics, args.metrics)
 

@@ -337,6 +337,8 @@ def run_backtranslate(
     shard=None,
     fingerprint_extra: Sequence = (),
     base_dir: str = "models/base",
+    *,
+    input_dirs: Sequence[str] = (),
 ) -> dict | None:
     """The backtranslate stage over ``train`` (chunked, resumable); its metrics, or None if shards remain."""
     from aligntax.augment import lm
@@ -362,7 +364,8 @@ def run_backtranslate(
                                       cfg.lm_temperature, cfg.lm_top_p)
         return paraphrase_chunk(chunk, cfg, loaded["engine"], loaded["ner"], loaded["meaning"], paraphraser)
 
-    inputs = [base_dir] if cfg.lm_samples and cfg.lm_model == "base" else []
+    # input_dirs (the scorer folder): a changed one never reuses old chunks
+    inputs = [*([base_dir] if cfg.lm_samples and cfg.lm_model == "base" else []), *input_dirs]
     counts = run_stage("backtranslate", [cfg, *fingerprint_extra], seed, train, inputs, cfg.chunk_size, process,
                        PARAPHRASES, work_root, out, shard or Shard())
     if counts is None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -284,6 +285,7 @@ def run_perturb(
     raw: str | None = None,
     *,
     max_reference_toxicity: float,
+    input_dirs: Sequence[str] = (),
 ) -> dict | None:
     """The entity-perturb stage: GROUPS from train + paraphrases + toxic rewrites (chunked, resumable).
 
@@ -311,7 +313,8 @@ def run_perturb(
         return perturb_chunk(chunk, pos, tox, index, cfg, seed, prompt_template, loaded["ner"], loaded["toxicity"],
                              loaded["generator"], raw_summaries, max_reference_toxicity=max_reference_toxicity)
 
-    inputs = [paraphrases, toxic] + ([base_dir] if cfg.needs_lm else []) + ([raw] if raw else [])
+    # input_dirs (the scorer folder): a changed one never reuses old chunks
+    inputs = [paraphrases, toxic, *([base_dir] if cfg.needs_lm else []), *([raw] if raw else []), *input_dirs]
     counts = run_stage("entity-perturb", [cfg, prompt_template, max_reference_toxicity, *fingerprint_extra], seed,
                        train, inputs, cfg.chunk_size, process, GROUPS, work_root, out, shard or Shard(), skip=skip,
                        finish=lambda: (pos_reader.finish(), tox_reader.finish()))

@@ -203,6 +203,8 @@ def run_toxify(
     seed: int,
     shard=None,
     fingerprint_extra: Sequence = (),
+    *,
+    input_dirs: Sequence[str] = (),
 ) -> dict | None:
     """The toxify stage over ``train`` (chunked, resumable); its metrics, or None if shards remain."""
     from aligntax.augment.chunks import Shard, run_stage
@@ -220,7 +222,8 @@ def run_toxify(
                 loaded["generator"] = (model, tok, lm.newline_ids(tok))
         return toxify_chunk(chunk, index, cfg, seed, loaded["toxicity"], loaded["generator"], loaded["vocabulary"])
 
-    inputs = [base_dir] if "lm" in cfg.strategies and cfg.lm_model == "base" else []
+    # input_dirs (the scorer folder): a changed one never reuses old chunks
+    inputs = [*([base_dir] if "lm" in cfg.strategies and cfg.lm_model == "base" else []), *input_dirs]
     counts = run_stage("toxify", [cfg, *fingerprint_extra], seed, train, inputs, cfg.chunk_size, process,
                        TOXIC, work_root, out, shard or Shard())
     if counts is not None:
