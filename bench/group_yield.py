@@ -1,6 +1,6 @@
 """What the contrastive groups give training, without training: posts with a group, entity pooling.
 
-    python bench/group_yield.py [--raw data/raw/train.parquet] [--groups data/augment/groups.parquet]
+    python bench/group_yield.py [--raw data/raw/train.parquet] [--groups data/augment/train/groups.parquet]
 
 Joins the groups with the train posts exactly as train-contrastive does (aligntax.train.groups)
 and encodes every post with the base tokenizer (aligntax.train.packing), then prints the share of
@@ -27,7 +27,7 @@ from aligntax.train.trainer import TrainConfig
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--raw", default="data/raw/train.parquet")
-    p.add_argument("--groups", default="data/augment/groups.parquet")
+    p.add_argument("--groups", default="data/augment/train/groups.parquet")
     p.add_argument("--base-model", default="models/base")
     p.add_argument("--params", default="params.yaml")
     p.add_argument("--gains", default="1,4", help="loss.dynamic_gain values whose mean dynamic weight is printed")

@@ -1,4 +1,4 @@
-"""DVC stage `entity-perturb`: entity negatives, entity spans and the filtered groups -> data/augment/groups.parquet.
+"""DVC stage `entity-perturb`: entity negatives, entity spans and the filtered groups -> data/augment/train/groups.parquet.
 
 Reads the train posts with the paraphrases and toxic rewrites written for them (same post order).
 Resumable and shardable like backtranslate (`--shard K/N`, then one run without it to merge).

@@ -36,7 +36,7 @@ def test_help_lists_defaults():
     out = subprocess.run([sys.executable, "-m", "stages.toxify", "--help"], cwd=ROOT, capture_output=True, text=True,
                          timeout=60)
     flat = " ".join(out.stdout.split())
-    assert "(default: params.yaml)" in flat and "(default: data/augment/toxic.parquet)" in flat
+    assert "(default: params.yaml)" in flat and "(default: data/augment/train/toxic.parquet)" in flat
     assert "Resumable and shardable" in out.stdout  # the docstring keeps its line breaks
 
 

@@ -41,7 +41,7 @@ def prepare(inputs: TrainInputs, tok: PreTrainedTokenizerBase, loss_cfg: LossCon
         encoded.append(ex)
     if not any(e.contrastive for e in encoded):
         raise ValueError("no post has a valid contrastive group (>= 2 positives and >= 1 negative) among "
-                         "the training posts; check data/augment/groups.parquet (dvc repro entity-perturb)")
+                         "the training posts; check data/augment/train/groups.parquet (dvc repro entity-perturb)")
     log.info("contrastive training on %d posts (%d with a group), scale=%s",
              len(encoded), counts["posts_contrastive"], loss_cfg.scale)
     weights = [e.weight for e in encoded if e.contrastive]

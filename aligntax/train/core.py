@@ -5,7 +5,7 @@ what trains, TrainingArguments, the checkpoint folder and resume, timing, saving
 and the DVCLive curves. A method is a module holding only what differs:
 
     CONFIG: type | None           # its params dataclass (None: it reads only `train`)
-    NEEDS_GROUPS: bool            # whether it learns from data/augment/groups.parquet
+    NEEDS_GROUPS: bool            # whether it learns from data/augment/train/groups.parquet
     def prepare(inputs: TrainInputs, tok, cfg) -> Job   # its encoding, Trainer class or hook
 
 Adding a trained method = one such module + one params section + one line under `trained:` in
@@ -47,7 +47,7 @@ class TrainedMethod:
     section: str
     """params.yaml section holding its settings (`train` when it has none of its own)."""
     data: str
-    """What it learns from: data/raw/train.parquet, or data/augment/groups.parquet (built from it)."""
+    """What it learns from: data/raw/train.parquet, or data/augment/train/groups.parquet (built from it)."""
 
 
 @dataclass
@@ -115,7 +115,7 @@ def train_method(method: ModuleType, cfg: Any, inputs: TrainInputs) -> dict:
         raise ValueError("no train posts: data/raw/train.parquet is empty; raise data.n_train")
     if getattr(method, "NEEDS_GROUPS", False) and inputs.groups is None:
         raise ValueError(f"{method.__name__} learns from the groups artifact: pass --groups "
-                         "data/augment/groups.parquet (dvc repro entity-perturb)")
+                         "data/augment/train/groups.parquet (dvc repro entity-perturb)")
     tok = load_tokenizer(inputs.base_dir)
     job = method.prepare(inputs, tok, cfg)
     if len(job.dataset) == 0:

@@ -136,8 +136,10 @@ def test_cased_input_gives_spans_and_groups_take_the_stored_casing(tmp_path):
                          summary=posts["summary"].str.replace("john", "John").str.replace("boston", "Boston"))
     cased_pos = positives.assign(text=positives["text"].str.replace("john", "John").str.replace("boston", "Boston"))
     cfg = PerturbConfig(negatives=["swap_ent"])
-    lower, _ = perturb_chunk(posts, positives, toxic, 0, cfg, 0, TEMPLATE, CasedNer(), tox, None)
-    df, counts = perturb_chunk(cased, cased_pos, toxic, 0, cfg, 0, TEMPLATE, CasedNer(), tox, None, raw_summaries)
+    lower, _ = perturb_chunk(posts, positives, toxic, 0, cfg, 0, TEMPLATE, CasedNer(), tox, None,
+                             max_reference_toxicity=0.5)
+    df, counts = perturb_chunk(cased, cased_pos, toxic, 0, cfg, 0, TEMPLATE, CasedNer(), tox, None, raw_summaries,
+                               max_reference_toxicity=0.5)
     assert "swap_ent" not in set(lower["kind"]) and "swap_ent" in set(df["kind"])
     assert all(t == lower_keep_length(t) for t in df["text"])
     ref = df[(df["post_id"] == "a") & (df["kind"] == "reference")].iloc[0]

@@ -101,5 +101,5 @@ def test_shipped_trained_methods_follow_the_recipe():
         method = load_method(entry, name)
         if method.CONFIG is not None:
             load_section(params, entry.section, method.CONFIG)
-        assert method.NEEDS_GROUPS == (entry.data == "data/augment/groups.parquet")
+        assert method.NEEDS_GROUPS == (entry.data == "data/augment/train/groups.parquet")
         assert params["methods"][name] == f"models/{name}"
