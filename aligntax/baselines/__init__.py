@@ -1,0 +1,1 @@
+"""The debiasing baselines the paper compares (one module per method)."""

@@ -1,0 +1,1 @@
+"""Reading, cleaning, splitting and casing the TL;DR posts."""

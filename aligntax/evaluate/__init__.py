@@ -1,0 +1,1 @@
+"""Evaluating one method: generation, scores, likelihood preferences."""

@@ -1,0 +1,1 @@
+"""The comparison report, the trade-off plot and the curated metrics."""

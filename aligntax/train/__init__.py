@@ -1,0 +1,1 @@
+"""Training: the shared core, the objectives and shared-prefix packing."""
