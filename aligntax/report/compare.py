@@ -17,7 +17,6 @@ Statistics (documented in the report header):
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from aligntax.evaluate.metrics import MetricsConfig, bootstrap_ci, paired_delta_
 from aligntax.evaluate.patterns import PATTERNS
 from aligntax.evaluate.preference import PAIR_AXES, PREFERENCES
 from aligntax.io import read_parquet
+from aligntax.report.summary import read_json
 from aligntax.schema import SCORES
 
 DELTAS = ("toxicity", "faithfulness")
@@ -61,13 +61,8 @@ def load_methods(params: dict[str, Any]) -> dict[str, str]:
 
 
 def read_metrics(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: metrics file not found; run `dvc repro evaluate` first")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON ({err}); re-create it with `dvc repro evaluate`") from err
+    """A method's evaluate metrics, with the keys the comparison reads checked."""
+    data = read_json(path, "evaluate")
     for key in ("toxicity", "faithfulness", "entity_hallucination", "rouge", "patterns", "length", "n",
                 "toxicity.threshold"):
         part = data
