@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install repro test lint bench show plots plots-check dag
+.PHONY: install repro test lint show plots plots-check dag
 
 install: $(STAMP)
 
