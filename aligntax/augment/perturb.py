@@ -12,10 +12,10 @@ positive exceeds 0.8 is dropped, and a post needs >= 2 positives and >= 1 negati
 from __future__ import annotations
 
 import logging
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -108,6 +108,182 @@ def jaccard_violations(positives: list[str], negatives: list[str], max_jaccard: 
     return [any(word_jaccard(p, n) > max_jaccard for p in positives) for n in negatives]
 
 
+class Negative(NamedTuple):
+    """One negative of a post; ``entities`` and ``toxicity`` are None until NER / the scorer fill them."""
+
+    kind: str
+    text: str
+    entities: list[Entity] | None
+    toxicity: float | None
+
+
+@dataclass
+class _Kept:
+    """The kept posts of a chunk with their positives, all index-aligned (post k is ``rows[k]``)."""
+
+    rows: list
+    pos_texts: list[list[str]]
+    pos_kinds: list[list[str]]
+    pos_tox: list[np.ndarray]
+    refs: list[str] = field(default_factory=list)
+    post_texts: list[str] = field(default_factory=list)
+    pos_ents: list[list[list[Entity]]] = field(default_factory=list)
+    ref_ents: list[list[Entity]] = field(default_factory=list)
+    post_ents: list[list[Entity]] = field(default_factory=list)
+
+
+def _screen_posts(posts: pd.DataFrame, pos_by_id: dict[str, pd.DataFrame], min_positives: int,
+                  post_drop: Counter) -> list:
+    """The posts that can be augmented; the others are counted in ``post_drop`` with their reason."""
+    live = []
+    for row in posts.itertuples(index=False):
+        reason = screen(row.post, row.summary)
+        if reason is None and row.id not in pos_by_id:
+            reason = "no_positive_rows"
+        if reason is None and pos_by_id[row.id]["kind"].iloc[0] != "reference":
+            reason = "no_reference_row"
+        if reason is None and len(pos_by_id[row.id]) < min_positives:
+            reason = "too_few_positives"
+        if reason:
+            post_drop[reason] += 1
+        else:
+            live.append(row)
+    return live
+
+
+def _drop_toxic_references(live: list, pos_by_id: dict[str, pd.DataFrame], toxicity: Toxicity,
+                           max_reference_toxicity: float, post_drop: Counter) -> _Kept:
+    """Scores every positive (one toxicity call) and keeps the posts whose reference is within the limit."""
+    pos_texts = [list(pos_by_id[r.id]["text"]) for r in live]
+    pos_kinds = [list(pos_by_id[r.id]["kind"]) for r in live]
+    pos_tox = toxicity([t for ts in pos_texts for t in ts]) if live else np.zeros(0)
+    offsets = np.cumsum([0] + [len(ts) for ts in pos_texts])
+    keep = [k for k in range(len(live)) if pos_tox[offsets[k]] <= max_reference_toxicity]
+    post_drop["toxic_reference"] += len(live) - len(keep)
+    return _Kept(rows=[live[k] for k in keep], pos_texts=[pos_texts[k] for k in keep],
+                 pos_kinds=[pos_kinds[k] for k in keep], pos_tox=[pos_tox[offsets[k]:offsets[k + 1]] for k in keep])
+
+
+def _tag_entities(kept: _Kept, ner: Ner) -> None:
+    """Fills the references, post texts and the entities of every positive and post (one NER call)."""
+    kept.refs = [r.summary.strip() for r in kept.rows]
+    kept.post_texts = [r.post for r in kept.rows]
+    ents = ner.entities([t for ts in kept.pos_texts for t in ts] + kept.post_texts) if kept.rows else []
+    n_pos = sum(len(ts) for ts in kept.pos_texts)
+    pos_ents, kept.post_ents = ents[:n_pos], ents[n_pos:]
+    kept.pos_ents = [pos_ents[s:s + len(ts)] for s, ts in zip(_starts(kept.pos_texts), kept.pos_texts, strict=True)]
+    kept.ref_ents = [pe[0] for pe in kept.pos_ents]
+
+
+def _toxic_negatives(kept: _Kept, tox_by_id: dict[str, pd.DataFrame]) -> list[list[Negative]]:
+    """Per kept post: its toxic rewrites (already scored by toxify) as negatives."""
+    negs: list[list[Negative]] = [[] for _ in kept.rows]
+    for k, r in enumerate(kept.rows):
+        for t in tox_by_id.get(r.id, pd.DataFrame(columns=["kind", "text", "toxicity"])).itertuples(index=False):
+            negs[k].append(Negative(t.kind, t.text, None, float(t.toxicity)))
+    return negs
+
+
+def _swap_ent(kept: _Kept, negs: list[list[Negative]], cfg: PerturbConfig, seed: int,
+              drop: defaultdict[str, Counter]) -> None:
+    """swap_ent: 1..max_swaps reference entities replaced by same-type post entities."""
+    for k, r in enumerate(kept.rows):
+        if not kept.ref_ents[k]:
+            drop["swap_ent"]["no_summary_entity"] += 1
+            continue
+        out = swap_entities(kept.refs[k], kept.ref_ents[k], kept.post_ents[k], post_rng(seed, r.id, "swap_ent"),
+                            cfg.max_swaps)
+        if out is None:
+            drop["swap_ent"]["no_same_type_entity_in_post"] += 1
+        else:
+            negs[k].append(Negative("swap_ent", out[0], out[1], None))
+
+
+def _mask_regen(kept: _Kept, negs: list[list[Negative]], cfg: PerturbConfig, seed: int, prompt_template: str,
+                generator: tuple | None, drop: defaultdict[str, Counter]) -> None:
+    """mask_regen: one reference entity masked and refilled greedily by the base model, given the post."""
+    model, tok, stop = generator if generator else (None, None, None)
+    todo = []
+    for k, r in enumerate(kept.rows):
+        if not kept.ref_ents[k]:
+            drop["mask_regen"]["no_summary_entity"] += 1
+        elif not selected(seed, r.id, "mask_regen", cfg.mask_share):
+            drop["mask_regen"]["not_selected"] += 1
+        else:
+            todo.append((k, post_rng(seed, r.id, "mask_regen").randrange(len(kept.ref_ents[k]))))
+    prompts = [build_prompt(prompt_template, lm.truncate_text(tok, kept.post_texts[k], cfg.max_post_tokens))
+               + " " + kept.refs[k][: kept.ref_ents[k][i].start].rstrip() for k, i in todo]
+    outs = lm.generate(model, tok, prompts, cfg.mask_max_new_tokens, cfg.batch_size, stop_ids=stop) if todo else []
+    for (k, i), out in zip(todo, outs, strict=True):
+        filled = fill_entity(kept.refs[k], kept.ref_ents[k], i, out)
+        if filled is None:
+            drop["mask_regen"]["same_or_empty_fill"] += 1
+        else:
+            negs[k].append(Negative("mask_regen", filled[0], filled[1], None))
+
+
+def _sys_lowcon(kept: _Kept, negs: list[list[Negative]], cfg: PerturbConfig, seed: int, prompt_template: str,
+                generator: tuple | None, drop: defaultdict[str, Counter]) -> None:
+    """sys_lowcon: the base model's lowest-scoring beam summary of the post."""
+    model, tok, _ = generator if generator else (None, None, None)
+    todo = [k for k, r in enumerate(kept.rows) if selected(seed, r.id, "sys_lowcon", cfg.lowcon_share)]
+    drop["sys_lowcon"]["not_selected"] += len(kept.rows) - len(todo)
+    prompts = [build_prompt(prompt_template, lm.truncate_text(tok, kept.post_texts[k], cfg.max_post_tokens))
+               for k in todo]
+    outs = lm.lowest_beams(model, tok, prompts, cfg.lowcon_beams, cfg.lowcon_max_new_tokens, cfg.batch_size) \
+        if todo else []
+    for k, (text, _) in zip(todo, outs, strict=True):
+        text = clean_generation(text)
+        if not words(text):
+            drop["sys_lowcon"]["empty"] += 1
+        else:
+            negs[k].append(Negative("sys_lowcon", text, None, None))
+
+
+def _filter_jaccard(kept: _Kept, negs: list[list[Negative]], max_jaccard: float,
+                    drop: defaultdict[str, Counter]) -> None:
+    """Drops (in place) each negative whose word Jaccard with a positive of its post is above ``max_jaccard``."""
+    for k in range(len(kept.rows)):
+        flags = jaccard_violations(kept.pos_texts[k], [n.text for n in negs[k]], max_jaccard)
+        for n, bad in zip(negs[k], flags, strict=True):
+            if bad:
+                drop[n.kind]["jaccard"] += 1
+        negs[k] = [n for n, bad in zip(negs[k], flags, strict=True) if not bad]
+
+
+def _fill_entities_and_toxicity(negs: list[list[Negative]], ner: Ner, toxicity: Toxicity) -> None:
+    """Fills (in place) the missing entities and toxicity of the negatives (one NER and one toxicity call)."""
+    need_ner = [(k, j) for k in range(len(negs)) for j, n in enumerate(negs[k]) if n.entities is None]
+    need_tox = [(k, j) for k in range(len(negs)) for j, n in enumerate(negs[k]) if n.toxicity is None]
+    new_ents = ner.entities([negs[k][j].text for k, j in need_ner]) if need_ner else []
+    new_tox = toxicity([negs[k][j].text for k, j in need_tox]) if need_tox else np.zeros(0)
+    for (k, j), e in zip(need_ner, new_ents, strict=True):
+        negs[k][j] = negs[k][j]._replace(entities=e)
+    for (k, j), t in zip(need_tox, new_tox, strict=True):
+        negs[k][j] = negs[k][j]._replace(toxicity=float(t))
+
+
+def _group_rows(kept: _Kept, negs: list[list[Negative]], raw_summaries: dict[str, str] | None, min_negatives: int,
+                post_drop: Counter, drop: defaultdict[str, Counter]) -> pd.DataFrame:
+    """GROUPS rows of the posts with enough negatives (positives first, negatives in NEGATIVE_KINDS order)."""
+    rows = []
+    for k, r in enumerate(kept.rows):
+        raw_ref = raw_summaries[r.id].strip() if raw_summaries is not None else kept.refs[k]
+        if len(negs[k]) < max(1, min_negatives):
+            post_drop["no_negative"] += 1
+            for n in negs[k]:
+                drop[n.kind]["post_dropped"] += 1
+            continue
+        for kind, text, e, t in zip(kept.pos_kinds[k], kept.pos_texts[k], kept.pos_ents[k], kept.pos_tox[k],
+                                    strict=True):
+            text = raw_ref if kind == "reference" and len(raw_ref) == len(text) else match_case(raw_ref, text)
+            rows.append((r.id, "positive", kind, text, spans_to_records(e), float(t)))
+        for n in sorted(negs[k], key=lambda neg: NEGATIVE_KINDS.index(neg.kind)):
+            rows.append((r.id, "negative", n.kind, match_case(raw_ref, n.text), spans_to_records(n.entities),
+                         n.toxicity))
+    return pd.DataFrame(rows, columns=["post_id", "role", "kind", "text", "entity_spans", "toxicity"])
+
+
 def perturb_chunk(
     posts: pd.DataFrame,
     positives: pd.DataFrame,
@@ -131,121 +307,28 @@ def perturb_chunk(
     row is the stored summary itself, so the groups match what training and evaluation read.
     """
     post_drop: Counter = Counter()
-    neg_drop: dict[str, Counter] = {}
+    drop: defaultdict[str, Counter] = defaultdict(Counter)  # negative kind -> drop reason -> count
     pos_by_id = {k: g for k, g in positives.groupby("post_id", sort=False)}
     tox_by_id = {k: g for k, g in toxic.groupby("post_id", sort=False)}
-    live = []
-    for row in posts.itertuples(index=False):
-        reason = screen(row.post, row.summary)
-        if reason is None and row.id not in pos_by_id:
-            reason = "no_positive_rows"
-        if reason is None and pos_by_id[row.id]["kind"].iloc[0] != "reference":
-            reason = "no_reference_row"
-        if reason is None and len(pos_by_id[row.id]) < cfg.min_positives:
-            reason = "too_few_positives"
-        if reason:
-            post_drop[reason] += 1
-        else:
-            live.append(row)
-    pos_texts = [list(pos_by_id[r.id]["text"]) for r in live]
-    pos_kinds = [list(pos_by_id[r.id]["kind"]) for r in live]
-    pos_tox = toxicity([t for ts in pos_texts for t in ts]) if live else np.zeros(0)
-    offsets = np.cumsum([0] + [len(ts) for ts in pos_texts])
-    keep = [k for k in range(len(live)) if pos_tox[offsets[k]] <= max_reference_toxicity]
-    post_drop["toxic_reference"] += len(live) - len(keep)
-    live_pos_tox = [pos_tox[offsets[k]:offsets[k + 1]] for k in keep]
-    live, pos_texts, pos_kinds = [live[k] for k in keep], [pos_texts[k] for k in keep], [pos_kinds[k] for k in keep]
-    refs = [r.summary.strip() for r in live]
-    post_texts = [r.post for r in live]
-    ents = ner.entities([t for ts in pos_texts for t in ts] + post_texts) if live else []
-    n_pos = sum(len(ts) for ts in pos_texts)
-    pos_ents, post_ents = ents[:n_pos], ents[n_pos:]
-    pos_ents_by_post = [pos_ents[s:s + len(ts)] for s, ts in zip(_starts(pos_texts), pos_texts, strict=True)]
-    ref_ents = [pe[0] for pe in pos_ents_by_post]
-    negs: list[list[tuple[str, str, list[Entity] | None, float | None]]] = [[] for _ in live]
-
-    def drop(kind: str, reason: str, n: int = 1) -> None:
-        neg_drop.setdefault(kind, Counter())[reason] += n
-
-    for k, r in enumerate(live):
-        for t in tox_by_id.get(r.id, pd.DataFrame(columns=["kind", "text", "toxicity"])).itertuples(index=False):
-            negs[k].append((t.kind, t.text, None, float(t.toxicity)))
+    live = _screen_posts(posts, pos_by_id, cfg.min_positives, post_drop)
+    kept = _drop_toxic_references(live, pos_by_id, toxicity, max_reference_toxicity, post_drop)
+    _tag_entities(kept, ner)
+    negs = _toxic_negatives(kept, tox_by_id)
     if "swap_ent" in cfg.negatives:
-        for k, r in enumerate(live):
-            if not ref_ents[k]:
-                drop("swap_ent", "no_summary_entity")
-                continue
-            out = swap_entities(refs[k], ref_ents[k], post_ents[k], post_rng(seed, r.id, "swap_ent"), cfg.max_swaps)
-            if out is None:
-                drop("swap_ent", "no_same_type_entity_in_post")
-            else:
-                negs[k].append(("swap_ent", out[0], out[1], None))
-    model, tok, stop = generator if generator else (None, None, None)
+        _swap_ent(kept, negs, cfg, seed, drop)
     if "mask_regen" in cfg.negatives:
-        todo = []
-        for k, r in enumerate(live):
-            if not ref_ents[k]:
-                drop("mask_regen", "no_summary_entity")
-            elif not selected(seed, r.id, "mask_regen", cfg.mask_share):
-                drop("mask_regen", "not_selected")
-            else:
-                todo.append((k, post_rng(seed, r.id, "mask_regen").randrange(len(ref_ents[k]))))
-        prompts = [build_prompt(prompt_template, lm.truncate_text(tok, post_texts[k], cfg.max_post_tokens))
-                   + " " + refs[k][: ref_ents[k][i].start].rstrip() for k, i in todo]
-        outs = lm.generate(model, tok, prompts, cfg.mask_max_new_tokens, cfg.batch_size, stop_ids=stop) if todo else []
-        for (k, i), out in zip(todo, outs, strict=True):
-            filled = fill_entity(refs[k], ref_ents[k], i, out)
-            if filled is None:
-                drop("mask_regen", "same_or_empty_fill")
-            else:
-                negs[k].append(("mask_regen", filled[0], filled[1], None))
+        _mask_regen(kept, negs, cfg, seed, prompt_template, generator, drop)
     if "sys_lowcon" in cfg.negatives:
-        todo = [k for k, r in enumerate(live) if selected(seed, r.id, "sys_lowcon", cfg.lowcon_share)]
-        drop("sys_lowcon", "not_selected", len(live) - len(todo))
-        prompts = [build_prompt(prompt_template, lm.truncate_text(tok, post_texts[k], cfg.max_post_tokens))
-                   for k in todo]
-        outs = lm.lowest_beams(model, tok, prompts, cfg.lowcon_beams, cfg.lowcon_max_new_tokens, cfg.batch_size) \
-            if todo else []
-        for k, (text, _) in zip(todo, outs, strict=True):
-            text = clean_generation(text)
-            if not words(text):
-                drop("sys_lowcon", "empty")
-            else:
-                negs[k].append(("sys_lowcon", text, None, None))
-    generated = Counter(kind for ns in negs for kind, *_ in ns)
-    for k in range(len(live)):
-        flags = jaccard_violations(pos_texts[k], [n[1] for n in negs[k]], cfg.max_pair_jaccard)
-        for n, bad in zip(negs[k], flags, strict=True):
-            if bad:
-                drop(n[0], "jaccard")
-        negs[k] = [n for n, bad in zip(negs[k], flags, strict=True) if not bad]
-    need_ner = [(k, j) for k in range(len(live)) for j, n in enumerate(negs[k]) if n[2] is None]
-    need_tox = [(k, j) for k in range(len(live)) for j, n in enumerate(negs[k]) if n[3] is None]
-    new_ents = ner.entities([negs[k][j][1] for k, j in need_ner]) if need_ner else []
-    new_tox = toxicity([negs[k][j][1] for k, j in need_tox]) if need_tox else np.zeros(0)
-    for (k, j), e in zip(need_ner, new_ents, strict=True):
-        negs[k][j] = (negs[k][j][0], negs[k][j][1], e, negs[k][j][3])
-    for (k, j), t in zip(need_tox, new_tox, strict=True):
-        negs[k][j] = (negs[k][j][0], negs[k][j][1], negs[k][j][2], float(t))
-    rows = []
-    for k, r in enumerate(live):
-        raw_ref = raw_summaries[r.id].strip() if raw_summaries is not None else refs[k]
-        if len(negs[k]) < max(1, cfg.min_negatives):
-            post_drop["no_negative"] += 1
-            for n in negs[k]:
-                drop(n[0], "post_dropped")
-            continue
-        for kind, text, e, t in zip(pos_kinds[k], pos_texts[k], pos_ents_by_post[k], live_pos_tox[k], strict=True):
-            text = raw_ref if kind == "reference" and len(raw_ref) == len(text) else match_case(raw_ref, text)
-            rows.append((r.id, "positive", kind, text, spans_to_records(e), float(t)))
-        for kind, text, e, t in sorted(negs[k], key=lambda n: NEGATIVE_KINDS.index(n[0])):
-            rows.append((r.id, "negative", kind, match_case(raw_ref, text), spans_to_records(e), t))
-    df = pd.DataFrame(rows, columns=["post_id", "role", "kind", "text", "entity_spans", "toxicity"])
+        _sys_lowcon(kept, negs, cfg, seed, prompt_template, generator, drop)
+    generated = Counter(n.kind for ns in negs for n in ns)
+    _filter_jaccard(kept, negs, cfg.max_pair_jaccard, drop)
+    _fill_entities_and_toxicity(negs, ner, toxicity)
+    df = _group_rows(kept, negs, raw_summaries, cfg.min_negatives, post_drop, drop)
     counts = {
         "posts": {"read": len(posts), "kept": int(df["post_id"].nunique()), "dropped": dict(post_drop)},
         "rows": {kind: {"kept": int((df["kind"] == kind).sum())} for kind in sorted(set(df["kind"]))},
-        "negatives": {kind: {"generated": generated[kind], "dropped": dict(neg_drop.get(kind, {}))}
-                      for kind in sorted(set(generated) | set(neg_drop))},
+        "negatives": {kind: {"generated": generated[kind], "dropped": dict(drop.get(kind, {}))}
+                      for kind in sorted(set(generated) | set(drop))},
     }
     return df, counts
 
