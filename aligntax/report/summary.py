@@ -21,7 +21,7 @@ COMPARE_KEYS = {"toxicity": "tox", "faithfulness": "faith"}
 DELTA_KEYS = {"d_toxicity": "d_tox", "d_faithfulness": "d_faith"}
 # training metrics key -> summary key: the run's mean loss, the CE of the last logging interval,
 # the contrastive loss weight (what loss.scale changes)
-TRAIN_KEYS = {"train_loss": "loss", "ce_last": "ce", "w_mean": "w"}
+TRAIN_KEYS = {"train_loss": "loss", "ce_last": "ce", "w_posts_mean": "w"}
 # leaves of a `preference` object that are intervals, power or counts, not results to compare
 PREF_SKIP_SUFFIXES = ("_low", "_high", "low", "high", "mde")
 # dict levels kept below a preference object: preference.axes.<axis>.accuracy is kept, a deeper

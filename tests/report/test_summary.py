@@ -27,7 +27,7 @@ def test_rounded_normalises_negative_zero_and_noise():
 
 
 def test_summary_keeps_only_curated_keys_rounded():
-    trained = {"contrastive": {"train_loss": 9.168281614780426, "ce_last": 4.1371990740299225, "w_mean": 1.5,
+    trained = {"contrastive": {"train_loss": 9.168281614780426, "ce_last": 4.1371990740299225, "w_posts_mean": 1.5,
                                "seconds": 71.4, "steps": 32}}
     out = summarize(["sft", "contrastive", "base"], COMPARED, {}, trained, "sft", SummaryConfig(digits=3))
     assert list(out) == ["sft", "contrastive", "base"]
