@@ -74,9 +74,9 @@ class TrainConfig:
     packing: bool = True
     """Shared-prefix packing (one row per post); false = one row per variant (the reference path)."""
     save_steps: int = 0
-    """Checkpoint every n optimizer steps into the checkpoint folder (0 = none)."""
+    """Checkpoint every n optimizer steps into the checkpoint folder (0 = none); a multiple of logging_steps."""
     resume: bool = False
-    """Resume from the newest checkpoint in the checkpoint folder, if any."""
+    """Resume from the newest checkpoint in the checkpoint folder if its fingerprint is this run's (else afresh)."""
     logging_steps: int = 2
     """Optimizer steps per log line / DVCLive step."""
 

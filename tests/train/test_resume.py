@@ -22,7 +22,7 @@ from aligntax.config import ConfigError
 from aligntax.models import ModelConfig
 from aligntax.train import sft
 from aligntax.train.core import TrainedMethod, TrainInputs, load_method, train_method
-from aligntax.train.resume import FINGERPRINT, usable_checkpoint
+from aligntax.train.resume import FINGERPRINT, differences, fingerprint, usable_checkpoint
 from aligntax.train.trainer import AlignTrainer, FiniteGuard, LossTotal, NonFiniteLoss, TrainConfig
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -185,3 +185,20 @@ def test_nan_loss_stops_at_the_step_it_appears(tiny_llama_dir, tmp_path):
     with pytest.raises(RuntimeError, match=r"training nan_sft stopped: non-finite loss \(nan\) at step 1; "):
         train_method(method, None, inputs)  # AlignTrainer checks each batch's loss, before any log
     assert not inputs.out_dir.exists() and not inputs.live_dir.exists()
+
+
+def test_fingerprint_keys_every_input_but_not_resume_or_save_steps(tmp_path):
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "model.safetensors").write_bytes(b"weights")
+
+    def key(raw=RAW, **train):
+        return fingerprint(sft, None, TrainInputs(base, raw, TrainConfig(**(TRAIN | train)), MC, 0, tmp_path / "m"))
+
+    first = key()
+    assert first == key(resume=True, save_steps=4)  # how a run is checkpointed does not change its result
+    assert first["code"]["train/core.py"] and first["data"]["groups"] is None
+    assert differences(first, key(lr=5e-3)) == ["train.lr"]
+    assert differences(first, key(raw=RAW.assign(summary=RAW["summary"] + "."))) == ["data.raw"]
+    (base / "model.safetensors").write_bytes(b"other weights")
+    assert differences(first, key()) == ["base.model.safetensors"]
