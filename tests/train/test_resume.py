@@ -6,6 +6,7 @@ import filecmp
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -85,11 +86,11 @@ def _wait_for_checkpoint(proc: subprocess.Popen, ckpt: Path, timeout: float = 12
         time.sleep(0.02)
 
 
-def test_kill_9_mid_training_then_resume_equals_uninterrupted(tiny_llama_dir, tmp_path, monkeypatch):
+def test_kill_9_mid_training_then_resume_same_params_equal_changed_params_fresh(tiny_llama_dir, tmp_path, monkeypatch):
     (tmp_path / "slow_sft.py").write_text(textwrap.dedent(SLOW))
     RAW.to_parquet(tmp_path / "train.parquet")
     params = {"seed": 0, "model": {"prompt_template": MC.prompt_template},
-              "train": TRAIN | {"save_steps": 2, "resume": True},
+              "train": TRAIN | {"epochs": 4, "save_steps": 2, "resume": True},
               "trained": {"slow": {"module": "slow_sft.py", "section": "train", "data": "train.parquet"}}}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     cmd = [sys.executable, "-m", "stages.train", "--method", "slow", "--base", str(tiny_llama_dir), "--train",
@@ -99,22 +100,29 @@ def test_kill_9_mid_training_then_resume_equals_uninterrupted(tiny_llama_dir, tm
     _wait_for_checkpoint(killed, tmp_path / "checkpoints" / "train_slow")
     killed.send_signal(signal.SIGKILL)
     killed.communicate()
-    assert killed.returncode == -signal.SIGKILL  # killed mid-training: 8 steps of 0.4 s, checkpoint-2 just written
+    assert killed.returncode == -signal.SIGKILL  # killed mid-training: 16 steps of 0.4 s, checkpoint-2 just written
     assert not (tmp_path / "models" / "slow").exists() and not (tmp_path / "metrics").exists()
+    shutil.copytree(tmp_path / "checkpoints" / "train_slow", tmp_path / "changed" / "ckpt")  # for another lr below
 
     run = subprocess.run(cmd, cwd=tmp_path, env=env | {"SLOW_STEP": "0"}, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     assert "resuming from" in run.stderr and "checkpoint-" in run.stderr
     resumed = json.loads((tmp_path / "metrics" / "train_slow.json").read_text())
-    assert resumed["resumed"] and resumed["steps"] == 8
+    assert resumed["resumed"] and resumed["steps"] == 16
 
     monkeypatch.syspath_prepend(str(tmp_path))  # the same method module, uninterrupted, in this process
     method = load_method(TrainedMethod("slow_sft.py", "train", "train.parquet"), "slow")
-    whole = train_method(method, None, _inputs(tiny_llama_dir, tmp_path / "whole", "model"))
+    whole = train_method(method, None, _inputs(tiny_llama_dir, tmp_path / "whole", "model", epochs=4))
     assert not whole["resumed"]
     assert _comparable(resumed) == _comparable(whole)  # exact: train_loss, loss/ce first and last
     _same_files(tmp_path / "models" / "slow", tmp_path / "whole" / "model")  # byte-identical model
     _same_files(tmp_path / "dvclive" / "train_slow", tmp_path / "whole" / "live_model")  # the same curves
+
+    changed = train_method(method, None, _inputs(tiny_llama_dir, tmp_path / "changed", "model", epochs=4, lr=5e-3,
+                                                 save_steps=2, resume=True))  # the killed run's checkpoints
+    fresh = train_method(method, None, _inputs(tiny_llama_dir, tmp_path / "fresh", "model", epochs=4, lr=5e-3))
+    assert not changed["resumed"] and _comparable(changed) == _comparable(fresh)
+    _same_files(tmp_path / "changed" / "model", tmp_path / "fresh" / "model")
 
 
 def test_resume_with_changed_params_starts_afresh(tiny_llama_dir, tmp_path, caplog):
