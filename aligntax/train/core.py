@@ -15,8 +15,10 @@ params.yaml (``TrainedMethod``); the DVC stages ``train@<method>`` are a foreach
 from __future__ import annotations
 
 import importlib
+import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -28,11 +30,15 @@ from transformers import PreTrainedModel, PrinterCallback, ProgressCallback, Tra
 
 from aligntax.config import ConfigError
 from aligntax.models import ModelConfig, load_model, load_tokenizer
+from aligntax.train.resume import fingerprint, resume_point
 from aligntax.train.trainer import (
     AlignTrainer,
+    FiniteGuard,
     LiveCallback,
     LogLines,
     LogProgress,
+    LossTotal,
+    NonFiniteLoss,
     TrainConfig,
     save_model,
     select_trainable,
@@ -110,7 +116,10 @@ def load_method(entry: TrainedMethod, name: str) -> ModuleType:
 
 
 def train_method(method: ModuleType, cfg: Any, inputs: TrainInputs) -> dict:
-    """Train ``method`` from ``inputs.base_dir`` on the train posts, save to ``inputs.out_dir``; metrics."""
+    """Train ``method`` from ``inputs.base_dir`` on the train posts, save to ``inputs.out_dir``; metrics.
+
+    Nothing is written (no model, no curves) when training fails, e.g. on a non-finite loss.
+    """
     if inputs.raw.empty:
         raise ValueError("no train posts: data/raw/train.parquet is empty; raise data.n_train")
     if getattr(method, "NEEDS_GROUPS", False) and inputs.groups is None:
@@ -120,31 +129,73 @@ def train_method(method: ModuleType, cfg: Any, inputs: TrainInputs) -> dict:
     job = method.prepare(inputs, tok, cfg)
     if len(job.dataset) == 0:
         raise ValueError(f"{method.__name__}: no training examples from {len(inputs.raw)} posts; rows: {job.rows}")
+    checkpoint = checkpoint_to_resume(method, cfg, inputs)
     model = load_model(inputs.base_dir, dtype="float32", **job.model_overrides)
     torch.manual_seed(inputs.seed)
     setup = job.setup_model(model) if job.setup_model else {}
     model = select_trainable(model, inputs.train)
     n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    ckpt = inputs.checkpoints
-    args = training_arguments(inputs.train, inputs.seed, ckpt, job.args_cls, **job.args_extra)
     keys = ("loss", *job.logged)
-    callbacks = [LiveCallback(inputs.live_dir, (*keys, "learning_rate"))] if inputs.live_dir else []
+    with removed_on_failure(inputs.live_dir):
+        trainer = build_trainer(job, model, inputs, keys)
+        start = time.time()
+        try:
+            result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+        except NonFiniteLoss as err:
+            name = method.__name__.rsplit(".", 1)[-1]
+            raise RuntimeError(f"training {name} stopped: {err}; nothing was written. Lower train.lr (now "
+                               f"{inputs.train.lr:g}) or the weight of the method's loss term (e.g. loss.alpha)"
+                               ) from None
+        seconds = time.time() - start
+        save_model(trainer.model, tok, inputs.out_dir)
+    return {
+        "rows": job.rows, **job.metrics, **setup,
+        "steps": result.global_step, "train_loss": result.training_loss, "seconds": round(seconds, 1),
+        "trainable_parameters": n_trainable, "resumed": checkpoint is not None,
+        **curve_ends(trainer.state.log_history, keys),
+    }
+
+
+def checkpoint_to_resume(method: ModuleType, cfg: Any, inputs: TrainInputs) -> Path | None:
+    """The checkpoint to resume from, when train.resume is on and its fingerprint is this run's.
+
+    Whenever checkpoints are written (train.save_steps > 0) or resume is asked for, a fresh start
+    clears the folder's checkpoints and records this run's fingerprint (``aligntax.train.resume``).
+    """
+    if not (inputs.train.resume or inputs.train.save_steps):
+        return None
+    key = fingerprint(method, cfg, inputs)
+    return resume_point(inputs.checkpoints, key, inputs.train.resume, LossTotal.__name__,
+                        inputs.train.logging_steps)
+
+
+@contextmanager
+def removed_on_failure(path: Path | None) -> Iterator[None]:
+    """Remove ``path`` (the DVCLive folder, written while training) if the body fails.
+
+    DVCLive writes in place rather than in a temporary folder: inside `dvc exp run` it git-adds
+    the untracked files of its folder that are not DVC outputs, which a temporary folder's are.
+    """
+    try:
+        yield
+    except BaseException:
+        if path is not None:
+            shutil.rmtree(path, ignore_errors=True)
+        raise
+
+
+def build_trainer(job: Job, model: PreTrainedModel, inputs: TrainInputs, keys: tuple[str, ...]) -> Trainer:
+    """The method's Trainer with the shared callbacks: finite-loss guard, curves, log lines, loss sum."""
+    args = training_arguments(inputs.train, inputs.seed, inputs.checkpoints, job.args_cls, **job.args_extra)
+    live = [LiveCallback(inputs.live_dir, (*keys, "learning_rate"))] if inputs.live_dir else []
+    callbacks = [FiniteGuard(), *live]
     trainer = job.trainer_cls(model=model, args=args, train_dataset=job.dataset, data_collator=job.collator,
                               callbacks=callbacks, **job.trainer_kwargs)
     bar = trainer.pop_callback(ProgressCallback)
     trainer.pop_callback(PrinterCallback)
     trainer.add_callback(LogProgress if bar else LogLines)
-    resume = inputs.train.resume and ckpt.is_dir() and any(ckpt.glob("checkpoint-*"))
-    start = time.time()
-    result = trainer.train(resume_from_checkpoint=True if resume else None)
-    seconds = time.time() - start
-    save_model(trainer.model, tok, inputs.out_dir)
-    return {
-        "rows": job.rows, **job.metrics, **setup,
-        "steps": result.global_step, "train_loss": result.training_loss, "seconds": round(seconds, 1),
-        "trainable_parameters": n_trainable, "resumed": bool(resume),
-        **curve_ends(trainer.state.log_history, keys),
-    }
+    trainer.add_callback(LossTotal(trainer))
+    return trainer
 
 
 def curve_ends(history: list[dict], keys: Sequence[str]) -> dict[str, float | None]:

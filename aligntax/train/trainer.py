@@ -11,6 +11,7 @@ its own file). Nothing here names a device, so ``accelerate launch`` works uncha
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -28,6 +29,7 @@ from transformers import (
     TrainerCallback,
     TrainingArguments,
 )
+from transformers.trainer_callback import ExportableState
 
 from aligntax.config import check
 from aligntax.io import atomic_dir
@@ -72,9 +74,9 @@ class TrainConfig:
     packing: bool = True
     """Shared-prefix packing (one row per post); false = one row per variant (the reference path)."""
     save_steps: int = 0
-    """Checkpoint every n optimizer steps into the checkpoint folder (0 = none)."""
+    """Checkpoint every n optimizer steps into the checkpoint folder (0 = none); a multiple of logging_steps."""
     resume: bool = False
-    """Resume from the newest checkpoint in the checkpoint folder, if any."""
+    """Resume from the newest checkpoint in the checkpoint folder if its fingerprint is this run's (else afresh)."""
     logging_steps: int = 2
     """Optimizer steps per log line / DVCLive step."""
 
@@ -93,6 +95,8 @@ class TrainConfig:
         check(self.lora_r >= 1, "train.lora_r", "an integer >= 1")
         check(self.save_steps >= 0, "train.save_steps", "an integer >= 0")
         check(self.logging_steps >= 1, "train.logging_steps", "an integer >= 1")
+        check(self.save_steps % self.logging_steps == 0, "train.save_steps",
+              "a multiple of train.logging_steps (a checkpoint then holds the whole loss history)")
 
 
 class AlignTrainer(Trainer):
@@ -119,6 +123,7 @@ class AlignTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         out, parts = self.objective(model, inputs)
         if model.training:
+            check_finite("loss", out["loss"].item(), self.state.global_step + 1)
             for key, value in parts.items():
                 total = self._sums.setdefault(key, [0.0, 0])
                 total[0] += value.item()
@@ -132,21 +137,75 @@ class AlignTrainer(Trainer):
         super().log(logs, start_time)
 
 
+class NonFiniteLoss(RuntimeError):
+    """A NaN/inf loss or gradient norm; ``train_method`` names the method and the fix."""
+
+
+def check_finite(key: str, value: float, step: int) -> None:
+    """Raise NonFiniteLoss when ``value`` (the ``key`` logged at optimizer step ``step``) is NaN or inf."""
+    if not math.isfinite(value):
+        raise NonFiniteLoss(f"non-finite {key} ({value}) at step {step}")
+
+
+class FiniteGuard(TrainerCallback):
+    """Stops training at the first logged loss, gradient norm or train_loss that is NaN or inf.
+
+    Works for every Trainer (trl's too); AlignTrainer also checks each batch's loss.
+    """
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        for key in ("loss", "grad_norm", "train_loss"):
+            if isinstance((logs or {}).get(key), int | float):
+                check_finite(key, float(logs[key]), state.global_step)
+
+
+class LossTotal(TrainerCallback, ExportableState):
+    """Keeps the Trainer's running sum of the loss in each checkpoint and restores it on resume.
+
+    The Trainer restarts that sum at 0 when it resumes, so a resumed run would report the
+    train_loss of its last stretch only; with the sum restored it reports the whole run's.
+    """
+
+    def __init__(self, trainer: Trainer):
+        self.trainer = trainer
+
+    def state(self) -> dict:
+        return {"args": {}, "attributes": {"total": getattr(self.trainer, "_total_loss_scalar", 0.0)}}
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        saved = (state.stateful_callbacks or {}).get(type(self).__name__)
+        if state.global_step > 0 and isinstance(saved, dict):  # resumed: the sum up to the checkpoint
+            self.trainer._total_loss_scalar = saved["attributes"]["total"]
+
+
 class LiveCallback(TrainerCallback):
-    """Training curves to DVCLive (plots under ``live_dir``): one point per log, at its optimizer step."""
+    """Training curves to DVCLive (plots under ``live_dir``): one point per log, at its optimizer step.
+
+    On resume the points logged before the checkpoint (its log history) are written first, so
+    the curves equal an uninterrupted run's.
+    """
 
     def __init__(self, live_dir: str | Path, keys: tuple[str, ...]):
         self.live = Live(str(live_dir), save_dvc_exp=False, dvcyaml=None, report=None)
         self.keys = keys
 
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        keys = [k for k in self.keys if k in (logs or {})]
-        if not keys or not state.is_world_process_zero:
+    def _write(self, step: int, logs: dict) -> None:
+        keys = [k for k in self.keys if k in logs]
+        if not keys:
             return
-        self.live.step = state.global_step
+        self.live.step = step
         for key in keys:
             self.live.log_metric(f"train/{key}", float(logs[key]))
         self.live.make_summary()
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            for logs in state.log_history:  # empty unless resumed
+                self._write(logs["step"], logs)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.is_world_process_zero:
+            self._write(state.global_step, logs or {})
 
     def on_train_end(self, args, state, control, **kwargs):
         self.live.end()

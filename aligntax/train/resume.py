@@ -1,0 +1,145 @@
+"""Keyed resume: a checkpoint folder is only resumed by the run that would have written it.
+
+When checkpoints are written (``train.save_steps > 0``) the folder holds ``fingerprint.json`` beside
+its ``checkpoint-*`` folders: every value the trained model depends on (the method and its
+params, the `train` and `model` sections, the seed, md5s of the training frames, of every file of
+the base model and of the training code, the library versions). ``train.resume: true`` resumes
+from the newest complete checkpoint only when the fingerprint is unchanged; otherwise it logs
+which entries differ and starts afresh, clearing the stale checkpoints so nothing mixes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import shutil
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pandas as pd
+
+from aligntax.io import write_json
+
+log = logging.getLogger(__name__)
+
+FINGERPRINT = "fingerprint.json"
+PACKAGE = Path(__file__).resolve().parents[1]
+"""The aligntax package folder; code paths in a fingerprint are relative to it."""
+LIBRARIES = ("torch", "transformers", "trl", "peft", "accelerate")
+NOT_KEYED = ("resume", "save_steps")
+"""`train` fields that change neither the model nor the logged history."""
+
+
+def md5_file(path: Path) -> str:
+    h = hashlib.md5()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def md5_frame(df: pd.DataFrame | None) -> str | None:
+    """md5 of a frame's index, columns and values (exact: floats as repr, arrays as lists)."""
+    if df is None:
+        return None
+    text = json.dumps(df.to_dict(orient="split"), default=lambda o: o.tolist() if hasattr(o, "tolist") else repr(o))
+    return hashlib.md5(text.encode()).hexdigest()
+
+
+def _as_dict(cfg: Any) -> Any:
+    return dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else cfg
+
+
+def _library(name: str) -> str | None:
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+
+
+def code_files(method: ModuleType) -> list[Path]:
+    """The training code: aligntax/train and the method module's own package (e.g. aligntax/baselines)."""
+    folders = {PACKAGE / "train", Path(method.__file__).resolve().parent}
+    files = {f for d in folders for f in d.glob("*.py")} | {Path(method.__file__).resolve()}
+    return sorted(files)
+
+
+def fingerprint(method: ModuleType, cfg: Any, inputs: Any) -> dict[str, Any]:
+    """Everything a trained model of ``method`` depends on (``inputs``: a TrainInputs), as plain JSON values."""
+    train = {k: v for k, v in dataclasses.asdict(inputs.train).items() if k not in NOT_KEYED}
+    base = Path(inputs.base_dir)
+    code = {}
+    for f in code_files(method):
+        code[f.relative_to(PACKAGE).as_posix() if f.is_relative_to(PACKAGE) else f.name] = md5_file(f)
+    return json.loads(json.dumps({
+        "method": method.__name__, "config": _as_dict(cfg), "train": train, "model": _as_dict(inputs.model),
+        "seed": inputs.seed, "data": {"raw": md5_frame(inputs.raw), "groups": md5_frame(inputs.groups)},
+        "base": {f.relative_to(base).as_posix(): md5_file(f) for f in sorted(base.rglob("*")) if f.is_file()},
+        "code": code, "libraries": {name: _library(name) for name in LIBRARIES},
+    }, default=str))
+
+
+def differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Names of the entries that differ (`train.lr`, `base.model.safetensors`, `seed` ...)."""
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += [f"{key}.{k}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+        elif a != b:
+            out.append(key)
+    return out
+
+
+def _step(path: Path) -> int:
+    tail = path.name.removeprefix("checkpoint-")
+    return int(tail) if tail.isdigit() else -1
+
+
+def usable_checkpoint(path: Path, marker: str, every: int) -> bool:
+    """Whether ``path`` is complete (its trainer_state.json, written last, parses and holds ``marker``'s
+    state) and taken at a logging step (a multiple of ``every``), so no loss is pending unlogged in it.
+
+    The Trainer also saves at the last step, logged or not: resuming there would lose that stretch's loss.
+    """
+    if _step(path) % every:
+        return False
+    try:
+        state = json.loads((path / "trainer_state.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(state, dict) and marker in (state.get("stateful_callbacks") or {})
+
+
+def resume_point(folder: Path, key: dict[str, Any], resume: bool, marker: str, every: int) -> Path | None:
+    """The checkpoint to resume from (None: start afresh); a fresh start clears ``folder``'s checkpoints.
+
+    ``marker``: the name of the stateful callback every complete checkpoint records; ``every``:
+    train.logging_steps.
+    """
+    folder = Path(folder)
+    found = sorted((p for p in folder.glob("checkpoint-*") if p.is_dir() and _step(p) >= 0), key=_step)
+    done = [p for p in found if usable_checkpoint(p, marker, every)]
+    if resume and done:
+        try:
+            old = json.loads((folder / FINGERPRINT).read_text())
+        except (OSError, ValueError):
+            old = None
+        if old == key:
+            for partial in (p for p in found if _step(p) > _step(done[-1])):
+                shutil.rmtree(partial)
+            log.info("resuming from %s (same fingerprint)", done[-1])
+            return done[-1]
+        why = f"its {FINGERPRINT} is missing or unreadable" if old is None else \
+            "it was written with different " + ", ".join(differences(old, key)[:8])
+        log.warning("not resuming from %s: %s; starting afresh", folder, why)
+    elif resume:
+        log.info("no complete checkpoint in %s; starting afresh", folder)
+    for stale in found:
+        shutil.rmtree(stale)
+    write_json(key, folder / FINGERPRINT)
+    return None
