@@ -2,7 +2,7 @@
 
     python bench/group_yield.py [--raw data/raw/train.parquet] [--groups data/augment/train/groups.parquet]
 
-Joins the groups with the train posts exactly as train-contrastive does (aligntax.train.groups)
+Joins the groups with the train posts exactly as train@contrastive does (aligntax.train.groups)
 and encodes every post with the base tokenizer (aligntax.train.packing), then prints the share of
 posts with a valid group, the variants per kind, and how many variants fall back to pooling over
 all their tokens because no entity span maps onto a token (CLIFF pools over entity tokens).
@@ -54,7 +54,7 @@ def main() -> None:
         "posts": len(posts), "posts_with_group": n_contrastive,
         "posts_with_group_share": round(n_contrastive / len(posts), 4) if posts else 0.0,
         "variants": dict(variants), "pool_fallback": dict(fallback),
-        # train-contrastive's metric counts every encoded variant, incl. the references of posts without a group
+        # train@contrastive's metric counts every encoded variant, incl. the references of posts without a group
         "pool_fallback_all": sum(fallback.values()), "variants_all": sum(variants.values()),
         "pool_fallback_share_group_variants": round(n_fb / n_var, 4) if n_var else 0.0,
         "pool_fallback_share_all": round(sum(fallback.values()) / sum(variants.values()), 4) if variants else 0.0,
