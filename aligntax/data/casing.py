@@ -169,9 +169,21 @@ def _truecaser():
     with resources.files("truecase").joinpath("data/english.dist").open("rb") as fh:
         dist = _DistUnpickler(fh).load()
     caser = TrueCaser.__new__(TrueCaser)  # its __init__ would unpickle the file without restriction
-    for key in ("uni_dist", "backward_bi_dist", "forward_bi_dist", "trigram_dist", "word_casing_lookup"):
+    for key in ("uni_dist", "backward_bi_dist", "forward_bi_dist", "trigram_dist"):
         setattr(caser, key, dist[key])
+    caser.word_casing_lookup = {word: fixed_order(spellings) for word, spellings in dist["word_casing_lookup"].items()}
     return caser
+
+
+def fixed_order(spellings: set[str]) -> tuple[str, ...]:
+    """A word's casing candidates in a fixed order: lower-case first, then by spelling.
+
+    The package keeps them in a ``set``, whose order follows Python's per-process string hash
+    seed; it picks the first best-scoring candidate and sums scores in that order, so the same
+    text was cased differently in different processes. In this order a tie goes to the lower-case
+    spelling (the stored text's) and every sum is added in the same order.
+    """
+    return tuple(sorted(spellings, key=lambda s: (s != s.lower(), s)))
 
 
 def load_caser(cfg: TruecaseConfig) -> Caser:

@@ -89,3 +89,45 @@ def test_params_yaml_truecase_section_equals_the_dataclass_defaults():
 
     params = read_params(Path(__file__).resolve().parents[2] / "params.yaml")
     assert load_section(params, "truecase", TruecaseConfig) == TruecaseConfig()
+
+
+# Sentences from the bundled sample whose casing followed the process's string hash seed when the
+# package's candidate sets were used in their own order ("manly"/"Manly", "unblock"/"UNBLOCK" ...).
+TIE_TEXTS = [
+    "did not mean a proud mexican show of manly facial hair.",
+    "blocked my girlfriends toilet and tried to unblock with my bare hands.",
+    "put the detergent and fabric softener in another and turned it on.",
+    "i had a nosebleed and caused a biohazard incident on a cross-country flight.",
+]
+_CASE_IN_CHILD = (
+    "import json, sys\n"
+    "from aligntax.data.casing import TruecaseConfig, case_column, load_caser\n"
+    "print(json.dumps(case_column(json.loads(sys.argv[1]), load_caser(TruecaseConfig()), True)[0]))\n"
+)
+
+
+def test_truecase_is_the_same_in_every_process_whatever_the_hash_seed():
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    pytest.importorskip("truecase")
+    root = Path(__file__).resolve().parents[2]
+    outs = set()
+    for seed in ("1", "2", "3", "4"):
+        env = {**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(root)}
+        done = subprocess.run([sys.executable, "-c", _CASE_IN_CHILD, json.dumps(TIE_TEXTS)], env=env,
+                              capture_output=True, text=True, check=True, cwd=root)
+        outs.add(done.stdout)
+    assert len(outs) == 1
+    cased = json.loads(outs.pop())
+    assert [c.lower() for c in cased] == [t.lower() for t in TIE_TEXTS]
+    assert "manly" in cased[0] and "unblock" in cased[1]  # ties go to the lower-case spelling
+
+
+def test_fixed_order_puts_lower_case_first():
+    from aligntax.data.casing import fixed_order
+
+    assert fixed_order({"Manly", "manly", "MANLY"}) == ("manly", "MANLY", "Manly")
