@@ -62,6 +62,7 @@ def main() -> None:
     gens = generate_method(method, args.model, evals, cfg, template, params, decoding)
     generated = time.perf_counter()
     scores, metrics = score_method(gens, scorers, cfg, seed)
+    metrics["prompts_truncated"] = int(gens["prompt_truncated"].sum())
     scored = time.perf_counter()
     if groups is not None:
         pairs, metrics["preference"] = preference_method(method, decoding, all_evals, groups, cfg, template)

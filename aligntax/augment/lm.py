@@ -1,7 +1,8 @@
-"""Batched causal-LM calls of the augmentation stages: sampling, greedy fill and lowest beam.
+"""Causal-LM calls of the augmentation stages: loading, sampling, greedy fill and lowest beam.
 
-All calls use left padding and run in batches under ``torch.inference_mode``; sampling is seeded
-per batch so a chunk gives the same text whether it runs alone, resumed or on another shard.
+Sampling and greedy fills go through aligntax.generation (left-padded batches, seeded per batch,
+so a chunk gives the same text whether it runs alone, resumed or on another shard); prompts are
+cut with ``aligntax.generation.truncate_text``.
 """
 
 from __future__ import annotations
@@ -16,10 +17,9 @@ from transformers import (
     AutoTokenizer,
     PreTrainedModel,
     PreTrainedTokenizerBase,
-    StoppingCriteria,
-    StoppingCriteriaList,
 )
 
+from aligntax.generation import generate_ids
 from aligntax.models import load_model, load_tokenizer
 
 log = logging.getLogger(__name__)
@@ -49,26 +49,10 @@ def load_lm(name: str | Path, base_dir: str | Path) -> tuple[PreTrainedModel, Pr
     return model.to(device()).eval(), tok
 
 
-class _StopAtNewline(StoppingCriteria):
-    """Stops a row once its continuation contains a token that decodes to a line break."""
-
-    def __init__(self, newline_ids: torch.Tensor, prompt_len: int):
-        self.newline_ids, self.prompt_len = newline_ids, prompt_len
-
-    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs) -> torch.Tensor:
-        return torch.isin(input_ids[:, self.prompt_len:], self.newline_ids).any(dim=1)
-
-
 def newline_ids(tok: PreTrainedTokenizerBase) -> torch.Tensor:
     """Ids of every token whose text contains a line break."""
     texts = tok.batch_decode([[i] for i in range(len(tok))])
     return torch.tensor([i for i, t in enumerate(texts) if "\n" in t], dtype=torch.long)
-
-
-def truncate_text(tok: PreTrainedTokenizerBase, text: str, max_tokens: int) -> str:
-    """``text`` cut to its first ``max_tokens`` tokens (very long posts must not blow up a batch)."""
-    ids = tok(text, add_special_tokens=False)["input_ids"]
-    return text if len(ids) <= max_tokens else tok.decode(ids[:max_tokens], skip_special_tokens=True)
 
 
 def _batches(n: int, size: int):
@@ -76,7 +60,6 @@ def _batches(n: int, size: int):
         yield start, min(n, start + size)
 
 
-@torch.inference_mode()
 def generate(
     model: PreTrainedModel,
     tok: PreTrainedTokenizerBase,
@@ -89,18 +72,14 @@ def generate(
     top_p: float = 1.0,
     stop_ids: torch.Tensor | None = None,
 ) -> list[str]:
-    """Continuation of each prompt (greedy, or sampled when ``sample``), decoded without specials."""
-    out: list[str] = []
-    for b, (lo, hi) in enumerate(_batches(len(prompts), batch_size)):
-        enc = tok(list(prompts[lo:hi]), return_tensors="pt", padding=True, return_token_type_ids=False).to(model.device)
-        width = enc["input_ids"].shape[1]
-        stop = StoppingCriteriaList([_StopAtNewline(stop_ids.to(model.device), width)]) if stop_ids is not None else None
-        torch.manual_seed(seed * 100_003 + b)
-        kwargs = dict(do_sample=True, temperature=temperature, top_p=top_p) if sample else dict(do_sample=False)
-        ids = model.generate(**enc, max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id,
-                             stopping_criteria=stop, **kwargs)
-        out.extend(tok.batch_decode(ids[:, width:], skip_special_tokens=True))
-    return out
+    """Continuation of each prompt (greedy, or sampled when ``sample``), decoded without specials.
+
+    Batches keep the input order, so a seeded batch holds the same prompts however the posts were
+    sorted elsewhere; ``stop_ids`` (e.g. ``newline_ids``) end a row early.
+    """
+    ids = generate_ids(model, tok, prompts, max_new_tokens, batch_size, sample=sample, temperature=temperature,
+                       top_p=top_p, seed=seed, stop_ids=stop_ids, longest_first=False)
+    return tok.batch_decode(ids, skip_special_tokens=True)
 
 
 @torch.inference_mode()

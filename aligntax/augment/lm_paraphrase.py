@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from aligntax.augment import lm
 from aligntax.augment.text import clean_generation
+from aligntax.generation import truncate_text
 
 SHOTS = (
     ("I forgot my keys and got locked out of my apartment in the rain.",
@@ -42,7 +43,7 @@ def lm_paraphrases(
 ) -> list[list[str]]:
     """``samples`` sampled paraphrases of each summary (first line, cleaned); ``generator`` = (model, tok, stop ids)."""
     model, tok, stop = generator
-    prompts = [paraphrase_prompt(lm.truncate_text(tok, s, max_summary_tokens)) for s in summaries for _ in range(samples)]
+    prompts = [paraphrase_prompt(truncate_text(tok, s, max_summary_tokens)) for s in summaries for _ in range(samples)]
     outs = lm.generate(model, tok, prompts, max_new_tokens, batch_size, seed, sample=True,
                        temperature=temperature, top_p=top_p, stop_ids=stop) if prompts else []
     cleaned = [clean_generation(o) for o in outs]

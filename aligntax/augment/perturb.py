@@ -36,6 +36,7 @@ from aligntax.augment.text import (
 )
 from aligntax.augment.toxify import Toxicity
 from aligntax.config import check
+from aligntax.generation import truncate_text
 from aligntax.models import build_prompt
 from aligntax.ner import Entity, Ner
 from aligntax.schema import ENTITY_KINDS, GROUPS, NEGATIVE_KINDS, PARAPHRASES, TOXIC
@@ -211,7 +212,7 @@ def _mask_regen(kept: _Kept, negs: list[list[Negative]], cfg: PerturbConfig, see
             drop["mask_regen"]["not_selected"] += 1
         else:
             todo.append((k, post_rng(seed, r.id, "mask_regen").randrange(len(kept.ref_ents[k]))))
-    prompts = [build_prompt(prompt_template, lm.truncate_text(tok, kept.post_texts[k], cfg.max_post_tokens))
+    prompts = [build_prompt(prompt_template, truncate_text(tok, kept.post_texts[k], cfg.max_post_tokens))
                + " " + kept.refs[k][: kept.ref_ents[k][i].start].rstrip() for k, i in todo]
     outs = lm.generate(model, tok, prompts, cfg.mask_max_new_tokens, cfg.batch_size, stop_ids=stop) if todo else []
     for (k, i), out in zip(todo, outs, strict=True):
@@ -228,7 +229,7 @@ def _sys_lowcon(kept: _Kept, negs: list[list[Negative]], cfg: PerturbConfig, see
     model, tok, _ = generator if generator else (None, None, None)
     todo = [k for k, r in enumerate(kept.rows) if selected(seed, r.id, "sys_lowcon", cfg.lowcon_share)]
     drop["sys_lowcon"]["not_selected"] += len(kept.rows) - len(todo)
-    prompts = [build_prompt(prompt_template, lm.truncate_text(tok, kept.post_texts[k], cfg.max_post_tokens))
+    prompts = [build_prompt(prompt_template, truncate_text(tok, kept.post_texts[k], cfg.max_post_tokens))
                for k in todo]
     outs = lm.lowest_beams(model, tok, prompts, cfg.lowcon_beams, cfg.lowcon_max_new_tokens, cfg.batch_size) \
         if todo else []

@@ -11,17 +11,12 @@ import re
 from collections.abc import Sequence
 
 from aligntax.ner import Entity
+from aligntax.text import words
 
-_WORD = re.compile(r"[\w']+")
 NEGATIONS = frozenset(
     "not no never nothing nobody none neither nor without nowhere cannot dont didnt doesnt isnt wasnt "
     "wont cant couldnt shouldnt wouldnt arent werent havent hasnt hadnt".split()
 )
-
-
-def words(text: str) -> list[str]:
-    """Lower-cased word tokens of ``text`` (letters, digits, apostrophes)."""
-    return _WORD.findall(text.lower()) if isinstance(text, str) else []
 
 
 def word_jaccard(a: str, b: str) -> float:

@@ -24,6 +24,7 @@ import pandas as pd
 from aligntax.augment import lm
 from aligntax.augment.text import clean_generation, insert_words, normalize, post_rng, screen, selected
 from aligntax.config import check
+from aligntax.generation import truncate_text
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +151,7 @@ def toxify_chunk(
     if "lm" in cfg.strategies:
         chosen = [r for r in clean if selected(seed, r.id, "toxify_lm", cfg.lm_share)]
         model, tok, stop = generator
-        prompts = [toxic_prompt(lm.truncate_text(tok, r.summary, cfg.max_summary_tokens))
+        prompts = [toxic_prompt(truncate_text(tok, r.summary, cfg.max_summary_tokens))
                    for r in chosen for _ in range(cfg.lm_samples)]
         outs = lm.generate(model, tok, prompts, cfg.max_new_tokens, cfg.batch_size, chunk_seed(seed, "toxify", index),
                            sample=True, temperature=cfg.temperature, top_p=cfg.top_p, stop_ids=stop)

@@ -1,8 +1,8 @@
-"""Batched greedy generation of summaries, left-padded, shared by every method.
+"""Greedy generation of summaries, shared by every method (batching in aligntax.generation).
 
 The model input is ``prompt_prefix + build_prompt(template, post)``; the decoded continuation,
-stripped, is the summary. Posts are generated longest-first so each batch pads little; the
-output order is the input order.
+stripped, up to the first end token, is the summary. Posts are generated longest-first so each
+batch pads little; the output order is the input order.
 """
 
 from __future__ import annotations
@@ -11,19 +11,10 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import torch
-from tqdm import tqdm
-from transformers import (
-    GenerationConfig,
-    LogitsProcessor,
-    LogitsProcessorList,
-    PreTrainedModel,
-    PreTrainedTokenizerBase,
-    StoppingCriteria,
-    StoppingCriteriaList,
-)
+from transformers import LogitsProcessor, PreTrainedModel, PreTrainedTokenizerBase
 
 from aligntax.config import check
+from aligntax.generation import generate_ids
 from aligntax.models import build_prompt
 
 log = logging.getLogger(__name__)
@@ -61,17 +52,6 @@ def stop_token_ids(model: PreTrainedModel) -> list[int]:
     return ids
 
 
-class _Progress(StoppingCriteria):
-    """Advances a tqdm bar by one decoding step per call; never stops generation."""
-
-    def __init__(self, bar: tqdm) -> None:
-        self.bar = bar
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs) -> torch.BoolTensor:
-        self.bar.update(1)
-        return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
-
-
 def generate(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -86,35 +66,9 @@ def generate(
         raise ValueError("tokenizer has no pad token; load it with aligntax.models.load_tokenizer")
     prompts = [prompt_prefix + build_prompt(prompt_template, p) for p in posts]
     stops = stop_token_ids(model)
-    gen_cfg = GenerationConfig(
-        max_new_tokens=cfg.max_new_tokens, do_sample=False, num_beams=1,
-        pad_token_id=tokenizer.pad_token_id, eos_token_id=stops,
-    )
-    processors = LogitsProcessorList(logits_processors or [])
-    lengths = [len(ids) for ids in tokenizer(prompts)["input_ids"]]
-    order = sorted(range(len(prompts)), key=lambda i: (-lengths[i], i))
-    results: list[Generation | None] = [None] * len(prompts)
-    side = tokenizer.padding_side
-    tokenizer.padding_side = "left"
-    model.eval()
-    batches = [order[i:i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
-    # One bar over decoding steps (a single batch is the default, so a bar over batches says nothing).
-    bar = tqdm(total=len(batches) * cfg.max_new_tokens, desc="generate", unit="step", disable=not prompts)
-    try:
-        for batch in batches:
-            enc = tokenizer([prompts[i] for i in batch], return_tensors="pt", padding=True)
-            ids, mask = enc["input_ids"].to(model.device), enc["attention_mask"].to(model.device)
-            with torch.inference_mode():
-                out = model.generate(input_ids=ids, attention_mask=mask, generation_config=gen_cfg,
-                                     logits_processor=processors,
-                                     stopping_criteria=StoppingCriteriaList([_Progress(bar)]))
-            new = out[:, ids.shape[1]:].tolist()
-            for i, ids in zip(batch, new, strict=True):
-                results[i] = _decode(ids, stops, tokenizer)
-    finally:
-        bar.close()
-        tokenizer.padding_side = side
-    return results  # type: ignore[return-value]
+    new = generate_ids(model, tokenizer, prompts, cfg.max_new_tokens, cfg.batch_size, eos_token_id=stops,
+                       logits_processors=logits_processors)
+    return [_decode(ids, stops, tokenizer) for ids in new]
 
 
 def _decode(ids: list[int], stops: list[int], tokenizer: PreTrainedTokenizerBase) -> Generation:

@@ -32,11 +32,11 @@ import unicodedata
 from dataclasses import dataclass
 
 from aligntax.config import check
+from aligntax.text import words
 
 PATTERNS = ("empty", "abstention", "repetitive", "incomplete", "excessive_punctuation", "non_sequitur")
 
 _ALNUM = re.compile(r"[^\W_]")
-_WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)*")
 _FINAL = re.compile(r"[.!?\u2026][\"'\u201d\u2019)\]]*$")
 _MODAL = r"(?: can ?not| can't| won't| will not|(?: am|'m) (?:not able|unable) to)"
 _REFUSAL_VERB = r"(?:help|assist|summari[sz]e|provide|comply|fulfill|create|write|generate|do that|answer|respond|engage)"
@@ -79,11 +79,6 @@ class PatternConfig:
         check(self.punct_run >= 2, "evaluate.patterns.punct_run", "an integer >= 2")
         check(self.embedder.strip() != "", "evaluate.patterns.embedder", "'all-minilm-l6-v2', a model id or a folder")
         check(-1.0 <= self.min_similarity <= 1.0, "evaluate.patterns.min_similarity", "a number in [-1, 1]")
-
-
-def words(text: str) -> list[str]:
-    """Lower-cased word tokens (letters/digits, inner apostrophes kept)."""
-    return _WORD.findall(text.lower())
 
 
 def is_empty(text: str | None) -> bool:

@@ -10,7 +10,8 @@ post with a group (aligntax/evaluate/preference.py) with the same loaded model.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from aligntax.evaluate.preference import (
     score_pairs,
     summarize_preferences,
 )
+from aligntax.generation import truncate_text
 from aligntax.models import load_model, load_tokenizer
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,8 @@ log = logging.getLogger(__name__)
 class EvaluateConfig:
     n_posts: int = 24
     """Eval posts summarised per method: the first n of data/raw/eval.parquet (0 = all)."""
+    max_prompt_tokens: int = 256
+    """A post longer than this (model tokens) is cut to it in every prompt (generation and preferences)."""
     generate: GenerateConfig = field(default_factory=GenerateConfig)
     """Greedy decoding settings."""
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
@@ -48,6 +52,7 @@ class EvaluateConfig:
 
     def __post_init__(self) -> None:
         check(self.n_posts >= 0, "evaluate.n_posts", "an integer >= 0 (0 = all eval posts)")
+        check(self.max_prompt_tokens >= 16, "evaluate.max_prompt_tokens", "an integer >= 16")
 
 
 @dataclass
@@ -97,13 +102,21 @@ def load_decoding(method: str, model_dir: str | Path, params: dict[str, Any]) ->
     return Decoding(str(model_dir), model, tokenizer, processors, prefix)
 
 
+def cut_posts(tokenizer: Any, posts: Sequence[str], max_tokens: int) -> tuple[list[str], list[bool]]:
+    """Each post cut to ``max_tokens`` tokens (where it enters the model), and whether it was cut."""
+    cut = [truncate_text(tokenizer, p, max_tokens) for p in posts]
+    return cut, [c != p for c, p in zip(cut, posts, strict=True)]
+
+
 def generate_method(
     method: str, model_dir: str | Path, evals: pd.DataFrame, cfg: EvaluateConfig, prompt_template: str,
     params: dict[str, Any], decoding: Decoding | None = None,
 ) -> pd.DataFrame:
-    """Summaries of ``evals`` by the model in ``model_dir``: GENERATIONS columns + finished, n_tokens."""
+    """Summaries of ``evals`` by the model in ``model_dir``: GENERATIONS columns + finished, n_tokens and
+    prompt_truncated (the post was cut to ``cfg.max_prompt_tokens`` in the prompt; ``post`` stays whole)."""
     d = decoding or load_decoding(method, model_dir, params)
-    gens = generate(d.model, d.tokenizer, evals["post"].tolist(), prompt_template, cfg.generate, d.processors, d.prefix)
+    posts, truncated = cut_posts(d.tokenizer, evals["post"].tolist(), cfg.max_prompt_tokens)
+    gens = generate(d.model, d.tokenizer, posts, prompt_template, cfg.generate, d.processors, d.prefix)
     return pd.DataFrame({
         "post_id": evals["id"].to_numpy(),
         "method": method,
@@ -112,6 +125,7 @@ def generate_method(
         "generation": [g.text for g in gens],
         "finished": [g.finished for g in gens],
         "n_tokens": [g.n_tokens for g in gens],
+        "prompt_truncated": truncated,
     })
 
 
@@ -126,10 +140,13 @@ def preference_method(
     if reason is not None:
         log.info("%s: preference scoring not applicable: %s", method, reason)
         return pd.DataFrame(columns=PREFERENCES.columns), {"applicable": False, "reason": reason, "rows": rows}
+    posts, truncated = cut_posts(decoding.tokenizer, [it.post for it in items], cfg.max_prompt_tokens)
+    items = [replace(it, post=post) for it, post in zip(items, posts, strict=True)]
     pairs, seconds = score_pairs(method, decoding.model, decoding.tokenizer, decoding.processors,
                                        decoding.prefix, prompt_template, items, cfg.preference, decoding.model_dir)
     log.info("%s: %d preference pairs on %d posts in %.1f s", method, len(pairs), len(items), seconds.sum())
-    return pairs, {"applicable": True, **summarize_preferences(pairs, rows, cfg.preference)}
+    return pairs, {"applicable": True, "prompts_truncated": sum(truncated),
+                   **summarize_preferences(pairs, rows, cfg.preference)}
 
 
 def score_method(generations: pd.DataFrame, scorers: Scorers, cfg: EvaluateConfig, seed: int) -> tuple[pd.DataFrame, dict]:

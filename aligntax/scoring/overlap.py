@@ -24,10 +24,9 @@ from collections.abc import Sequence
 import numpy as np
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
-from aligntax.text import split_sentences
+from aligntax.text import split_sentences, words
 
 FEATURES = ("unigram", "bigram", "trigram", "sentence", "entity", "entity_context", "entity_proximity")
-_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 _NUMBER = re.compile(r"\b\d[\d,.]*\b")
 STOP = frozenset(ENGLISH_STOP_WORDS) | {"s", "t", "don't", "i'm", "it's", "tl", "dr"}
 SUMMARY_WINDOW = 4
@@ -35,10 +34,11 @@ SOURCE_WINDOW = 12
 PROXIMITY_SCALE = 10.0
 
 
-def words(text: str) -> list[str]:
-    """Lower-cased word tokens with a light plural / possessive normalisation."""
+def stems(text: str) -> list[str]:
+    """The words of ``text`` (aligntax.text.words) with a light possessive / plural normalisation:
+    "dog's" -> "dog", "dogs" -> "dog" (words over 3 letters ending in one s)."""
     out = []
-    for w in _WORD.findall(text.lower()):
+    for w in words(text):
         if w.endswith("'s"):
             w = w[:-2]
         if len(w) > 3 and w.endswith("s") and not w.endswith("ss"):
@@ -63,7 +63,7 @@ def _sentence_support(summary: str, source_sents: list[list[str]]) -> float:
     windows = [set().union(*source_sents[i : i + 3]) for i in range(max(1, len(source_sents) - 2))]
     scores = []
     for sent in split_sentences(summary):
-        content = _content(words(sent))
+        content = _content(stems(sent))
         if content:
             scores.append(max(_share(content, w) for w in windows) if windows else 0.0)
     return float(np.mean(scores)) if scores else 1.0
@@ -104,7 +104,7 @@ def _entity_proximity(summary: str, src_tokens: list[str], entities: list[list[s
         where.setdefault(t, []).append(i)
     scores = []
     for sent in split_sentences(summary):
-        tokens = words(sent)
+        tokens = stems(sent)
         for ent in entities:
             mentions = np.array(_positions(src_tokens, ent))
             if not len(mentions) or not _positions(tokens, ent):
@@ -123,17 +123,17 @@ def _entity_proximity(summary: str, src_tokens: list[str], entities: list[list[s
 
 def overlap_features(source: str, summary: str, entity_texts: list[str]) -> np.ndarray:
     """The FEATURES vector of one (source, summary) pair; ``entity_texts`` are the summary's entities."""
-    src_tokens, sum_tokens = words(source), words(summary)
+    src_tokens, sum_tokens = stems(source), stems(summary)
     src_set = set(src_tokens)
     numbers = [n.strip(".,") for n in _NUMBER.findall(summary)]
-    ents = [words(e) for e in entity_texts] + [words(n) for n in numbers]
+    ents = [stems(e) for e in entity_texts] + [stems(n) for n in numbers]
     ents = [e for e in ents if e and not all(t in STOP for t in e)]
     src_text = " " + " ".join(src_tokens) + " "
     return np.array([
         _share(_content(sum_tokens), src_set),
         _share(_ngrams(sum_tokens, 2), set(_ngrams(src_tokens, 2))),
         _share(_ngrams(sum_tokens, 3), set(_ngrams(src_tokens, 3))),
-        _sentence_support(summary, [set(_content(words(s))) for s in split_sentences(source)]),
+        _sentence_support(summary, [set(_content(stems(s))) for s in split_sentences(source)]),
         _share([" " + " ".join(e) + " " for e in ents], _Contains(src_text)),
         _entity_context(sum_tokens, src_tokens, ents),
         _entity_proximity(summary, src_tokens, ents),

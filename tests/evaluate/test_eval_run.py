@@ -154,3 +154,39 @@ def test_evaluate_stage_scores_preferences_on_every_post_with_a_group(monkeypatc
     assert pref["applicable"] and pref["rows"]["posts_without_negative"] == 1 and pref["rows"]["posts_scored"] == 2
     assert pref["axes"]["entity"]["pairs"] == 1 and pref["axes"]["toxic"]["posts"] == 1
     assert pref["axes"]["entity"]["accuracy"] == float(pairs.loc[pairs["axis"] == "entity", "preferred"].iloc[0])
+
+
+def test_a_huge_post_is_cut_to_the_token_budget_in_generation_and_preferences(monkeypatch, tmp_path, tiny_llama_dir):
+    import time
+
+    from aligntax.schema import GROUPS
+
+    huge = "we drove to new york with john and mary and got lost. " * 3800  # > 200k characters
+    rows = [{"id": f"p{i}", "post": text, "summary": "got lost on the way", "subreddit": "tifu", "title": None}
+            for i, text in enumerate([huge, "my cat knocked over a glass of water.", huge])]
+    efile, gfile, out = tmp_path / "eval.parquet", tmp_path / "groups.parquet", tmp_path / "out"
+    write_parquet(pd.DataFrame(rows), efile, RAW)
+    write_parquet(pd.DataFrame([
+        {"post_id": pid, "role": "negative", "kind": "swap_ent", "text": "got lost in boston", "entity_spans": [],
+         "toxicity": 0.1} for pid in ("p0", "p1")]), gfile, GROUPS)
+    argv = ["evaluate", "--params", str(_params(tmp_path, n_posts=0)), "--method", "sft", "--model",
+            str(tiny_llama_dir), "--eval", str(efile), "--groups", str(gfile), "--generations", str(out / "gen.parquet"),
+            "--scores", str(out / "scores.parquet"), "--preferences", str(out / "pref.parquet"),
+            "--metrics", str(out / "m.json")]
+    monkeypatch.setattr(sys, "argv", argv)
+    monkeypatch.setattr(run, "load_scorers", fake_scorers)
+    start = time.perf_counter()
+    stage.main()
+    assert time.perf_counter() - start < 60
+    m = json.loads((out / "m.json").read_text())
+    assert len(huge) > 200_000 and m["prompts_truncated"] == 2 and m["preference"]["prompts_truncated"] == 1
+    assert read_parquet(out / "gen.parquet", GENERATIONS)["post"].tolist()[0] == huge  # the output keeps the post
+
+
+def test_cut_posts_counts_only_the_posts_over_budget(tiny_llama_dir):
+    tok = load_tokenizer(tiny_llama_dir)
+    cut, truncated = run.cut_posts(tok, ["a short post.", "word " * 500], 16)
+    assert truncated == [False, True] and cut[0] == "a short post."
+    assert len(tok(cut[1], add_special_tokens=False)["input_ids"]) <= 17 < len(tok("word " * 500)["input_ids"])
+    with pytest.raises(ConfigError, match="evaluate.max_prompt_tokens"):
+        load_section({"evaluate": {"max_prompt_tokens": 15}}, "evaluate", EvaluateConfig)

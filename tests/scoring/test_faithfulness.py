@@ -4,7 +4,8 @@ import pytest
 from aligntax.config import ConfigError
 from aligntax.scoring import FaithfulnessConfig, load_faithfulness_scorer
 from aligntax.scoring.hub import class_probs
-from aligntax.scoring.overlap import FEATURES, overlap_features
+from aligntax.scoring.overlap import FEATURES, overlap_features, stems
+from aligntax.text import words
 
 POST = ("last monday i drove to boston with my friend john to see a game. "
         "on the way back we stopped at a diner where mary works. "
@@ -64,3 +65,8 @@ def test_faithfulness_config_errors(tiny_nli_dir, tmp_path):
                                                     entailment_label="ENTAILS"))
     with pytest.raises(FileNotFoundError, match="fit-scorers"):
         load_faithfulness_scorer(FaithfulnessConfig(backend="ensemble"), scorer_dir=tmp_path)
+
+
+def test_stems_are_the_shared_words_with_plural_and_possessive_folded():
+    assert stems("My dog's toys, the class and Café bus") == ["my", "dog", "toy", "the", "class", "and", "café", "bus"]
+    assert stems("I’m ok") == words("I'm ok") == ["i'm", "ok"]
