@@ -1,8 +1,10 @@
 """Disk use of a checkout after `dvc repro`: the workspace outputs and the DVC cache, each file once.
 
-Workspace outputs are hard links into .dvc/cache when `cache.type` allows it, so a file is counted
-once per inode (st_dev, st_ino), at the first place it is met: models/*, data/, metrics/, dvclive/,
-checkpoints/, then .dvc/cache (which then only adds what the workspace does not hold).
+`dvc repro` copies new outputs into .dvc/cache (DVC 3.67 on ext4: workspace and cache hold a copy
+each); `dvc checkout --relink` then makes them hard links (`cache.type`), and identical files (the
+tokenizer in every model folder) one inode. A file is counted once per inode (st_dev, st_ino), at
+the first place it is met: models/*, data/, metrics/, dvclive/, checkpoints/, reports/, then
+.dvc/cache (which then only adds what the workspace does not hold).
 
     python bench/disk.py [--root .]
 """
