@@ -12,20 +12,21 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 from sklearn.linear_model import RidgeClassifier
 from threadpoolctl import threadpool_limits
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from aligntax.baselines.attributes import AXES, load_word_lists
 from aligntax.baselines.projection import (
-    counterfactual_contexts,
+    ProjectionFitConfig,
+    context_states,
     extend_basis,
-    final_states,
     held_out_split,
     probe_accuracy,
+    tuple_counts,
 )
 from aligntax.config import check
 
@@ -33,27 +34,17 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class InlpConfig:
-    axes: list[str] = field(default_factory=lambda: list(AXES))
-    """Attribute axes to remove, one after the other (gender, race, religion)."""
+class InlpConfig(ProjectionFitConfig):
+    SECTION: ClassVar[str] = "inlp"
     n_iterations: int = 40
     """Classifiers fitted and projected out per axis (Ravfogel et al.: until the probe is at chance)."""
     regularization: float = 1.0
     """L2 strength alpha of each ridge classifier."""
-    max_corpus_contexts: int = 100
-    """Sentence prefixes taken from the training posts per axis, besides the template contexts."""
-    held_out_fraction: float = 0.2
-    """Share of counterfactual tuples held out to measure the probe before and after."""
-    batch_size: int = 32
-    """Contexts per forward pass when reading hidden states."""
 
     def __post_init__(self) -> None:
-        check(len(self.axes) > 0 and set(self.axes) <= set(AXES), "inlp.axes", f"a non-empty subset of {list(AXES)}")
+        super().__post_init__()
         check(self.n_iterations >= 1, "inlp.n_iterations", "an integer >= 1")
         check(self.regularization > 0, "inlp.regularization", "a number > 0")
-        check(self.max_corpus_contexts >= 0, "inlp.max_corpus_contexts", "an integer >= 0")
-        check(0 < self.held_out_fraction < 1, "inlp.held_out_fraction", "a number in (0, 1)")
-        check(self.batch_size >= 1, "inlp.batch_size", "an integer >= 1")
 
 
 def inlp_projection(
@@ -89,9 +80,7 @@ def fit_inlp(
     model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], cfg: InlpConfig, seed: int
 ) -> tuple[np.ndarray, dict]:
     """Fit the INLP projection on ``model``'s hidden states; returns (P [H, H] float32, metrics)."""
-    lists = load_word_lists(cfg.axes)
-    contexts = counterfactual_contexts(texts, lists, cfg.max_corpus_contexts, seed)
-    states = final_states(model, tokenizer, contexts["text"].tolist(), cfg.batch_size)
+    lists, contexts, states = context_states(model, tokenizer, texts, cfg, seed)
     dim = states.shape[1]
     projection = np.eye(dim)
     metrics: dict = {"contexts": len(contexts), "hidden_size": dim, "axes": {}}
@@ -105,8 +94,7 @@ def fit_inlp(
         after = probe_accuracy(x[~dev] @ projection, y[~dev], x[dev] @ projection, y[dev], seed)
         chance = float(np.bincount(y[dev]).max() / max(len(y[dev]), 1))
         metrics["axes"][wl.axis] = {
-            "tuples": int(len(np.unique(contexts["tuple_id"].to_numpy()[rows]))),
-            "corpus_tuples": int(contexts[rows & (contexts["source"] == "corpus").to_numpy()]["tuple_id"].nunique()),
+            **tuple_counts(contexts, rows),
             "held_out_probe_accuracy_before": before,
             "held_out_probe_accuracy_after": after,
             "chance_accuracy": chance,

@@ -16,7 +16,9 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -25,7 +27,8 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from aligntax.baselines.attributes import WordList, find, to_class
+from aligntax.baselines.attributes import AXES, WordList, find, load_word_lists, to_class
+from aligntax.config import check
 from aligntax.io import atomic_dir
 from aligntax.models import save_partial
 
@@ -41,6 +44,45 @@ TEMPLATES = (
 PROJECTION_FILE = "projection.safetensors"
 """File name of the fitted [H, H] projection inside the method's model folder."""
 _SENTENCE = re.compile(r"[^.!?\n]+")
+
+
+@dataclass
+class ProjectionFitConfig:
+    """Settings INLP and SentenceDebias share; each method's section adds its own fields."""
+
+    SECTION: ClassVar[str] = "projection"
+    axes: list[str] = field(default_factory=lambda: list(AXES))
+    """Attribute axes to remove, one after the other (gender, race, religion)."""
+    max_corpus_contexts: int = 100
+    """Sentence prefixes taken from the training posts per axis, besides the template contexts."""
+    held_out_fraction: float = 0.2
+    """Share of counterfactual tuples held out to measure the probe before and after."""
+    batch_size: int = 32
+    """Contexts per forward pass when reading hidden states."""
+
+    def __post_init__(self) -> None:
+        name = self.SECTION
+        check(len(self.axes) > 0 and set(self.axes) <= set(AXES), f"{name}.axes", f"a non-empty subset of {list(AXES)}")
+        check(self.max_corpus_contexts >= 0, f"{name}.max_corpus_contexts", "an integer >= 0")
+        check(0 < self.held_out_fraction < 1, f"{name}.held_out_fraction", "a number in (0, 1)")
+        check(self.batch_size >= 1, f"{name}.batch_size", "an integer >= 1")
+
+
+def context_states(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], cfg: ProjectionFitConfig,
+    seed: int,
+) -> tuple[list[WordList], pd.DataFrame, np.ndarray]:
+    """The word lists of ``cfg.axes``, their counterfactual contexts and the contexts' final hidden states."""
+    lists = load_word_lists(cfg.axes)
+    contexts = counterfactual_contexts(texts, lists, cfg.max_corpus_contexts, seed)
+    return lists, contexts, final_states(model, tokenizer, contexts["text"].tolist(), cfg.batch_size)
+
+
+def tuple_counts(contexts: pd.DataFrame, rows: np.ndarray) -> dict[str, int]:
+    """How many counterfactual tuples the ``rows`` of one axis hold, and how many came from the corpus."""
+    corpus = rows & (contexts["source"] == "corpus").to_numpy()
+    return {"tuples": int(contexts.loc[rows, "tuple_id"].nunique()),
+            "corpus_tuples": int(contexts.loc[corpus, "tuple_id"].nunique())}
 
 
 def counterfactual_contexts(

@@ -11,18 +11,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from aligntax.baselines.attributes import AXES, load_word_lists
 from aligntax.baselines.projection import (
-    counterfactual_contexts,
+    ProjectionFitConfig,
+    context_states,
     extend_basis,
-    final_states,
     held_out_split,
     probe_accuracy,
+    tuple_counts,
 )
 from aligntax.config import check
 
@@ -30,25 +31,14 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class SentenceDebiasConfig:
-    axes: list[str] = field(default_factory=lambda: list(AXES))
-    """Attribute axes whose subspaces are removed (gender, race, religion)."""
+class SentenceDebiasConfig(ProjectionFitConfig):
+    SECTION: ClassVar[str] = "sentence_debias"
     n_components: int = 1
     """Principal directions per axis that form the bias subspace (Liang et al.: k = 1 for gender)."""
-    max_corpus_contexts: int = 100
-    """Sentence prefixes taken from the training posts per axis, besides the template contexts."""
-    held_out_fraction: float = 0.2
-    """Share of counterfactual tuples held out to measure the probe before and after."""
-    batch_size: int = 32
-    """Contexts per forward pass when reading hidden states."""
 
     def __post_init__(self) -> None:
-        check(len(self.axes) > 0 and set(self.axes) <= set(AXES), "sentence_debias.axes",
-              f"a non-empty subset of {list(AXES)}")
+        super().__post_init__()
         check(self.n_components >= 1, "sentence_debias.n_components", "an integer >= 1")
-        check(self.max_corpus_contexts >= 0, "sentence_debias.max_corpus_contexts", "an integer >= 0")
-        check(0 < self.held_out_fraction < 1, "sentence_debias.held_out_fraction", "a number in (0, 1)")
-        check(self.batch_size >= 1, "sentence_debias.batch_size", "an integer >= 1")
 
 
 def bias_subspace(states: np.ndarray, tuple_ids: np.ndarray, n_components: int) -> tuple[np.ndarray, np.ndarray]:
@@ -76,9 +66,7 @@ def fit_sentence_debias(
     seed: int,
 ) -> tuple[np.ndarray, dict]:
     """Fit the SentenceDebias projection on ``model``'s hidden states; returns (P [H, H] float32, metrics)."""
-    lists = load_word_lists(cfg.axes)
-    contexts = counterfactual_contexts(texts, lists, cfg.max_corpus_contexts, seed)
-    states = final_states(model, tokenizer, contexts["text"].tolist(), cfg.batch_size)
+    lists, contexts, states = context_states(model, tokenizer, texts, cfg, seed)
     dim = states.shape[1]
     tuple_ids = contexts["tuple_id"].to_numpy()
     dev_all = held_out_split(tuple_ids, cfg.held_out_fraction, seed)
@@ -89,8 +77,7 @@ def fit_sentence_debias(
         v, explained = bias_subspace(states[fit_rows], tuple_ids[fit_rows], cfg.n_components)
         directions.append(v)
         metrics["axes"][wl.axis] = {
-            "tuples": int(len(np.unique(tuple_ids[rows]))),
-            "corpus_tuples": int(contexts[rows & (contexts["source"] == "corpus").to_numpy()]["tuple_id"].nunique()),
+            **tuple_counts(contexts, rows),
             "explained_variance": [float(e) for e in explained],
         }
     projection = subspace_projection(np.vstack(directions))
