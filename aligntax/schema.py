@@ -165,6 +165,7 @@ SCORES = ArtifactSchema(
         ]
     ),
     required_text=("post_id", "method"),
+    min_rows=1,
 )
 
 

@@ -29,13 +29,16 @@ def main() -> None:
     args = p.parse_args()
     params = read_params(args.params)
     cfg = load_section(params, "truecase", TruecaseConfig)
+    splits = {"train": read_parquet(args.train, RAW_ANY_TEXT), "eval": read_parquet(args.eval, RAW_ANY_TEXT)}
     ner = load_ner(load_section(params, "ner", NerConfig))
     caser = load_caser(cfg) if cfg.enabled else None
     metrics, start = {}, time.perf_counter()
-    for split, src, dst in (("train", args.train, args.train_out), ("eval", args.eval, args.eval_out)):
-        cased, metrics[split] = truecase_frame(read_parquet(src, RAW_ANY_TEXT), cfg, caser, ner)
-        write_parquet(cased, dst, CASED)
-        log.info("%s: %d rows cased -> %s", split, len(cased), dst)
+    cased = {}  # both splits are read and cased before either is written: a bad input costs no output
+    for split, frame in splits.items():
+        cased[split], metrics[split] = truecase_frame(frame, cfg, caser, ner)
+    for split, dst in (("train", args.train_out), ("eval", args.eval_out)):
+        write_parquet(cased[split], dst, CASED)
+        log.info("%s: %d rows cased -> %s", split, len(cased[split]), dst)
     metrics["seconds"] = round(time.perf_counter() - start, 1)
     write_json(metrics, args.metrics)
 

@@ -201,10 +201,14 @@ def run_chunked(
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
     n_chunks = max(1, -(-n_rows // chunk_size))
+    paths = [work / f"chunk-{i:05d}.parquet" for i in range(n_chunks)]
+    reused = [i for i, p in enumerate(paths) if _finished(p)]
+    if reused:
+        log.info("%s: resuming: reusing %d of %d finished chunks in %s", desc, len(reused), n_chunks, work)
     bar = tqdm(total=n_rows, desc=desc, unit="post")
     for index, chunk in enumerate(chunks):
         done = work / f"chunk-{index:05d}.parquet"
-        if not shard.owns(index) or (done.is_file() and done.with_suffix(".json").is_file()):
+        if not shard.owns(index) or _finished(done):
             if skip:
                 skip(chunk, index)
         else:
@@ -215,8 +219,7 @@ def run_chunked(
     bar.close()
     if finish:
         finish()
-    paths = [work / f"chunk-{i:05d}.parquet" for i in range(n_chunks)]
-    missing = [p for p in paths if not (p.is_file() and p.with_suffix(".json").is_file())]
+    missing = [p for p in paths if not _finished(p)]
     if missing:
         log.info("%d of %d chunks done; %d left for other shards", n_chunks - len(missing), n_chunks, len(missing))
         return None
@@ -227,6 +230,11 @@ def run_chunked(
             add_counts(counts, json.loads(p.with_suffix(".json").read_text()))
     shutil.rmtree(work, ignore_errors=True)
     return counts
+
+
+def _finished(chunk: Path) -> bool:
+    """A chunk counts as done once its rows and its counts are both written (each atomically)."""
+    return chunk.is_file() and chunk.with_suffix(".json").is_file()
 
 
 def kind_counts(rows: pd.DataFrame) -> dict[str, int]:
@@ -259,6 +267,10 @@ def run_stage(
         raise ValueError(f"{train_path}: has no rows; re-create it with `dvc repro download`")
     root = Path(work_root) / stage
     work = root / fingerprint(stage, configs, seed, [train_path, *extra_inputs])
+    stale = sorted(p.name for p in root.glob("*") if p.is_dir() and p != work) if root.is_dir() else []
+    if stale:
+        log.info("%s: not resuming the chunks in %s/{%s}: their stage, params, inputs (model or scorer "
+                 "folders) or code differ; starting afresh", stage, root, ",".join(stale))
     counts = run_chunked(iter_chunks(train_path, RAW_INPUT, chunk_size), n_rows, chunk_size, process, spec,
                          work, out_path, shard, desc=stage, skip=skip, finish=finish)
     if counts is not None:

@@ -213,10 +213,13 @@ def run_toxify(
 
     loaded: dict = {}
 
+    def load_scorer() -> None:
+        loaded["toxicity"] = toxicity_factory()
+        loaded["vocabulary"] = toxic_vocabulary(loaded["toxicity"], cfg.min_toxicity)
+
     def process(chunk: pd.DataFrame, index: int) -> tuple[pd.DataFrame, dict]:
         if not loaded:
-            loaded["toxicity"] = toxicity_factory()
-            loaded["vocabulary"] = toxic_vocabulary(loaded["toxicity"], cfg.min_toxicity)
+            load_scorer()
             loaded["generator"] = None
             if "lm" in cfg.strategies:
                 model, tok = lm.load_lm(cfg.lm_model, base_dir)
@@ -229,6 +232,7 @@ def run_toxify(
                        TOXIC, work_root, out, shard or Shard())
     if counts is not None:
         counts["config"] = {"strategies": cfg.strategies, "min_toxicity": cfg.min_toxicity, "lm_share": cfg.lm_share}
-        if "vocabulary" in loaded:
-            counts["lexicon_words"] = {"listed": len(profanity_words()), "used": len(loaded["vocabulary"])}
+        if "vocabulary" not in loaded:  # every chunk was finished by an earlier run: count the words all the same
+            load_scorer()
+        counts["lexicon_words"] = {"listed": len(profanity_words()), "used": len(loaded["vocabulary"])}
     return counts

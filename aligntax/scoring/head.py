@@ -14,6 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
 TOXICITY_HEAD = "toxicity_head"
@@ -55,8 +56,15 @@ class LinearHead:
                 f"{weights}: fitted scorer head not found; run `dvc repro fit-scorers` (or pass the right "
                 "scorer_dir), or pick a backend that needs no fitting"
             )
-        t = load_file(str(weights))
-        info = json.loads(meta.read_text())
+        fix = "re-create it with `dvc repro fit-scorers`"
+        try:
+            t = load_file(str(weights))
+        except (OSError, SafetensorError) as err:
+            raise RuntimeError(f"{weights}: fitted scorer head is unreadable ({err}); {fix}") from err
+        try:
+            info = json.loads(meta.read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise ValueError(f"{meta}: not valid JSON ({err}); {fix}") from err
         return cls(t["mean"], t["scale"], t["coef"], float(t["intercept"][0]), info.pop("features"), info)
 
 
