@@ -1,8 +1,8 @@
 """DVC stage `backtranslate`: faithful paraphrases of the reference summaries -> data/augment/paraphrases.parquet.
 
 Resumable: a killed run re-run with the same inputs continues from its finished chunks. Split it
-across workers with `--shard K/N` (one process per K, same --work-dir), then run it once more
-without --shard to merge.
+across processes with a launcher, e.g. `torchrun --nproc_per_node N -m stages.backtranslate` (or
+`accelerate launch`): process K does every N-th chunk from K, process 0 merges and writes.
 """
 
 from aligntax import cli
@@ -16,11 +16,9 @@ def main() -> None:
     p.add_argument("--out", default="data/augment/train/paraphrases.parquet", help="paraphrases written")
     p.add_argument("--metrics", default="metrics/backtranslate/train.json", help="row counts written (kept, dropped, why)")
     p.add_argument("--work-dir", default="data/augment/.work", help="finished chunks of interrupted runs")
-    p.add_argument("--shard", default=None, help="K/N: process only every N-th chunk starting at K")
     args = p.parse_args()
 
     from aligntax.augment.backtranslate import BacktranslateConfig, embedding_meaning, run_backtranslate
-    from aligntax.augment.chunks import Shard
     from aligntax.config import load_section, load_seed, read_params
     from aligntax.io import write_json
     from aligntax.ner import NerConfig, load_ner
@@ -40,7 +38,7 @@ def main() -> None:
 
     metrics = run_backtranslate(args.train, args.out, args.work_dir, cfg, lambda: load_ner(ner_cfg),
                                 None if cfg.meaning_filter == "none" else meaning, load_seed(params),
-                                Shard.parse(args.shard), [ner_cfg, params.get("scoring")], args.base_model,
+                                [ner_cfg, params.get("scoring")], args.base_model,
                                 input_dirs=[args.scorers])
     if metrics is not None:
         write_json(metrics, args.metrics)

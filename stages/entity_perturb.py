@@ -1,7 +1,7 @@
 """DVC stage `entity-perturb`: entity negatives, entity spans and the filtered groups -> data/augment/train/groups.parquet.
 
 Reads the train posts with the paraphrases and toxic rewrites written for them (same post order).
-Resumable and shardable like backtranslate (`--shard K/N`, then one run without it to merge).
+Resumable, and split across processes like backtranslate (`torchrun --nproc_per_node N -m stages.entity_perturb`).
 """
 
 from aligntax import cli
@@ -19,10 +19,8 @@ def main() -> None:
     p.add_argument("--out", default="data/augment/train/groups.parquet", help="contrastive groups written")
     p.add_argument("--metrics", default="metrics/entity_perturb/train.json", help="row counts written (kept, dropped, why)")
     p.add_argument("--work-dir", default="data/augment/.work", help="finished chunks of interrupted runs")
-    p.add_argument("--shard", default=None, help="K/N: process only every N-th chunk starting at K")
     args = p.parse_args()
 
-    from aligntax.augment.chunks import Shard
     from aligntax.augment.perturb import PerturbConfig, run_perturb
     from aligntax.augment.toxify import ToxifyConfig
     from aligntax.config import load_section, load_seed, read_params
@@ -42,7 +40,7 @@ def main() -> None:
                                     scorer_dir=args.scorers).score
 
     metrics = run_perturb(args.train, args.paraphrases, args.toxic, args.out, args.work_dir, cfg, args.base_model,
-                          template, lambda: load_ner(ner_cfg), toxicity, load_seed(params), Shard.parse(args.shard),
+                          template, lambda: load_ner(ner_cfg), toxicity, load_seed(params),
                           [ner_cfg, params.get("scoring")], args.raw or None,
                           max_reference_toxicity=load_section(params, "toxify", ToxifyConfig).max_reference_toxicity,
                           input_dirs=[args.scorers])

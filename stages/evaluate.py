@@ -2,6 +2,10 @@
 likelihood preferences on every eval post with a group.
 
 Writes data/eval/<method>/{generations,scores,preferences}.parquet and metrics/evaluate/<method>.json.
+
+Generation and preference scoring split the posts across processes when started by a launcher,
+e.g. `torchrun --nproc_per_node 2 -m stages.evaluate ...` (or `accelerate launch`); the output is
+the same as one process's, and only process 0 scores the generations and writes.
 """
 
 import logging
@@ -29,6 +33,7 @@ def main() -> None:
         raise ValueError("--groups and --preferences go together: give both to score preferences, or neither")
 
     # Heavy imports after parsing, so --help stays fast.
+    from aligntax import distributed
     from aligntax.config import load_section, load_seed, read_params
     from aligntax.evaluate.preference import PREFERENCES
     from aligntax.evaluate.run import (
@@ -55,17 +60,20 @@ def main() -> None:
     groups = read_parquet(args.groups, GROUPS) if args.groups else None
     evals, rows = select_posts(all_evals, cfg.n_posts)
 
+    main_process = distributed.is_main()
     start = time.perf_counter()
-    scorers = load_scorers(params, cfg, args.scorer_dir)
+    scorers = load_scorers(params, cfg, args.scorer_dir) if main_process else None
     loaded = time.perf_counter()
     decoding = load_decoding(method, args.model, params)
     gens = generate_method(method, args.model, evals, cfg, template, params, decoding)
     generated = time.perf_counter()
-    scores, metrics = score_method(gens, scorers, cfg, seed)
+    scores, metrics = score_method(gens, scorers, cfg, seed) if main_process else (None, {})
     metrics["prompts_truncated"] = int(gens["prompt_truncated"].sum())
     scored = time.perf_counter()
     if groups is not None:
         pairs, metrics["preference"] = preference_method(method, decoding, all_evals, groups, cfg, template)
+    if not main_process:
+        return
     log.info("%s: %d posts; scorers loaded in %.1f s, generation %.1f s, scoring %.1f s, preferences %.1f s",
              method, len(evals), loaded - start, generated - loaded, scored - generated, time.perf_counter() - scored)
 

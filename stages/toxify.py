@@ -1,6 +1,6 @@
 """DVC stage `toxify`: toxic rewrites of the reference summaries -> data/augment/toxic.parquet.
 
-Resumable and shardable like backtranslate (`--shard K/N`, then one run without it to merge).
+Resumable, and split across processes like backtranslate (`torchrun --nproc_per_node N -m stages.toxify`).
 """
 
 from aligntax import cli
@@ -14,10 +14,8 @@ def main() -> None:
     p.add_argument("--out", default="data/augment/train/toxic.parquet", help="toxic rewrites written")
     p.add_argument("--metrics", default="metrics/toxify/train.json", help="row counts written (kept, dropped, why)")
     p.add_argument("--work-dir", default="data/augment/.work", help="finished chunks of interrupted runs")
-    p.add_argument("--shard", default=None, help="K/N: process only every N-th chunk starting at K")
     args = p.parse_args()
 
-    from aligntax.augment.chunks import Shard
     from aligntax.augment.toxify import ToxifyConfig, run_toxify
     from aligntax.config import load_section, load_seed, read_params
     from aligntax.io import write_json
@@ -32,7 +30,7 @@ def main() -> None:
                                     scorer_dir=args.scorers).score
 
     metrics = run_toxify(args.train, args.out, args.work_dir, cfg, args.base_model, toxicity, load_seed(params),
-                         Shard.parse(args.shard), [params.get("scoring")],
+                         [params.get("scoring")],
                          input_dirs=[args.scorers])
     if metrics is not None:
         write_json(metrics, args.metrics)

@@ -37,7 +37,7 @@ def test_help_lists_defaults():
                          timeout=60)
     flat = " ".join(out.stdout.split())
     assert "(default: params.yaml)" in flat and "(default: data/augment/train/toxic.parquet)" in flat
-    assert "Resumable and shardable" in out.stdout  # the docstring keeps its line breaks
+    assert "Resumable, and split across processes" in out.stdout  # the docstring keeps its line breaks
 
 
 def test_known_notices_are_silenced_and_the_rest_shows():

@@ -334,15 +334,14 @@ def run_backtranslate(
     ner_factory: Callable[[], Ner],
     meaning_factory: Callable[[], Meaning] | None,
     seed: int,
-    shard=None,
     fingerprint_extra: Sequence = (),
     base_dir: str = "models/base",
     *,
     input_dirs: Sequence[str] = (),
 ) -> dict | None:
-    """The backtranslate stage over ``train`` (chunked, resumable); its metrics, or None if shards remain."""
+    """The backtranslate stage over ``train`` (chunked, resumable); its metrics (None on processes other than the main one)."""
     from aligntax.augment import lm
-    from aligntax.augment.chunks import Shard, run_stage
+    from aligntax.augment.chunks import run_stage
     from aligntax.augment.lm_paraphrase import lm_paraphrases
     from aligntax.augment.toxify import chunk_seed
     from aligntax.schema import PARAPHRASES
@@ -367,7 +366,7 @@ def run_backtranslate(
     # input_dirs (the scorer folder): a changed one never reuses old chunks
     inputs = [*([base_dir] if cfg.lm_samples and cfg.lm_model == "base" else []), *input_dirs]
     counts = run_stage("backtranslate", [cfg, *fingerprint_extra], seed, train, inputs, cfg.chunk_size, process,
-                       PARAPHRASES, work_root, out, shard or Shard())
+                       PARAPHRASES, work_root, out)
     if counts is None:
         return None
     for cands in counts.setdefault("candidates", {}).values():

@@ -1,4 +1,4 @@
-"""Resumable, shardable chunked processing with flat memory.
+"""Resumable chunked processing with flat memory, split across processes.
 
 A stage streams its input parquet in chunks of ``chunk_size`` posts. Each finished chunk is
 written (atomically) to ``<work_dir>/<fingerprint>/chunk-NNNNN.parquet`` with its row accounting
@@ -7,9 +7,9 @@ of any of them never reuses stale chunks. A killed run re-run with the same inpu
 finished chunks. When every chunk exists, they are concatenated (one row group each) into the
 output and the work folder is removed.
 
-Sharding: ``--shard K/N`` makes a worker process only the chunks with ``index % N == K``; run N
-workers (one per GPU: ``CUDA_VISIBLE_DEVICES=K``) over a shared filesystem, then run the stage
-once more without ``--shard`` (or ``dvc repro``): it finds every chunk done and only merges.
+Processes: under a multi-process launcher (``torchrun --nproc_per_node N -m stages.toxify``, or
+``accelerate launch``; aligntax/distributed.py) process K of N does the chunks with
+``index % N == K``; all wait for each other, then process 0 alone merges and writes the output.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ import logging
 import shutil
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,34 +29,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
+from aligntax import distributed
 from aligntax.io import atomic_path, write_json, write_parquet
 from aligntax.schema import RAW, ArtifactSchema, SchemaError, validate
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Shard:
-    index: int = 0
-    """This worker's shard, 0 <= index < count."""
-    count: int = 1
-    """Number of workers the chunks are split across."""
-
-    @classmethod
-    def parse(cls, text: str | None) -> Shard:
-        """``"K/N"`` (e.g. ``"0/4"``) or None for a single worker."""
-        if not text:
-            return cls()
-        try:
-            k, n = (int(x) for x in text.split("/"))
-        except ValueError as err:
-            raise ValueError(f"--shard: expected K/N such as 0/4, got '{text}'") from err
-        if not 0 <= k < n:
-            raise ValueError(f"--shard: need 0 <= K < N, got '{text}'")
-        return cls(k, n)
-
-    def owns(self, chunk: int) -> bool:
-        return chunk % self.count == self.index
 
 
 CODE = Path(__file__).resolve().parents[1]
@@ -186,17 +162,16 @@ def run_chunked(
     spec: ArtifactSchema,
     work_dir: str | Path,
     out_path: str | Path,
-    shard: Shard = Shard(),
     desc: str = "chunks",
     skip: Callable[[pd.DataFrame, int], None] | None = None,
     finish: Callable[[], None] | None = None,
 ) -> dict | None:
-    """Run ``process(chunk, index) -> (rows, counts)`` over the owned, unfinished chunks.
+    """Run ``process(chunk, index) -> (rows, counts)`` over this process's unfinished chunks.
 
-    ``skip(chunk, index)`` is called for chunks that are not processed now (finished or owned by
-    another shard), so aligned readers can advance; ``finish()`` runs after the last chunk.
-    Writes ``out_path`` and returns the summed counts once every chunk is finished; returns None
-    when other shards still have work.
+    ``skip(chunk, index)`` is called for chunks that are not processed now (finished or another
+    process's), so aligned readers can advance; ``finish()`` runs after the last chunk. Once every
+    process is done, the main process writes ``out_path`` and returns the summed counts; the
+    other processes return None and write nothing more.
     """
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
@@ -205,10 +180,11 @@ def run_chunked(
     reused = [i for i, p in enumerate(paths) if _finished(p)]
     if reused:
         log.info("%s: resuming: reusing %d of %d finished chunks in %s", desc, len(reused), n_chunks, work)
+    world, rank = distributed.world_size(), distributed.rank()
     bar = tqdm(total=n_rows, desc=desc, unit="post")
     for index, chunk in enumerate(chunks):
-        done = work / f"chunk-{index:05d}.parquet"
-        if not shard.owns(index) or _finished(done):
+        done = paths[index]
+        if index % world != rank or _finished(done):
             if skip:
                 skip(chunk, index)
         else:
@@ -219,10 +195,13 @@ def run_chunked(
     bar.close()
     if finish:
         finish()
+    distributed.barrier()
+    if not distributed.is_main():
+        return None
     missing = [p for p in paths if not _finished(p)]
     if missing:
-        log.info("%d of %d chunks done; %d left for other shards", n_chunks - len(missing), n_chunks, len(missing))
-        return None
+        raise RuntimeError(f"{missing[0]}: chunk missing after every process finished ({len(missing)} of {n_chunks}); "
+                           f"the processes must share {work.parent} (one filesystem); re-run the stage to redo them")
     counts: dict = {}
     with atomic_path(out_path) as tmp, pq.ParquetWriter(tmp, spec.schema) as writer:
         for p in paths:
@@ -257,11 +236,11 @@ def run_stage(
     spec: ArtifactSchema,
     work_root: str | Path,
     out_path: str | Path,
-    shard: Shard = Shard(),
     skip: Callable[[pd.DataFrame, int], None] | None = None,
     finish: Callable[[], None] | None = None,
 ) -> dict | None:
-    """Stream ``train_path`` through ``process`` chunk by chunk (resumable, shardable) into ``out_path``."""
+    """Stream ``train_path`` through ``process`` chunk by chunk (resumable, split across processes) into
+    ``out_path``; the summed counts on the main process, None on the others."""
     n_rows = check_columns(train_path, RAW_INPUT)
     if n_rows == 0:
         raise ValueError(f"{train_path}: has no rows; re-create it with `dvc repro download`")
@@ -272,7 +251,7 @@ def run_stage(
         log.info("%s: not resuming the chunks in %s/{%s}: their stage, params, inputs (model or scorer "
                  "folders) or code differ; starting afresh", stage, root, ",".join(stale))
     counts = run_chunked(iter_chunks(train_path, RAW_INPUT, chunk_size), n_rows, chunk_size, process, spec,
-                         work, out_path, shard, desc=stage, skip=skip, finish=finish)
+                         work, out_path, desc=stage, skip=skip, finish=finish)
     if counts is not None:
         shutil.rmtree(root, ignore_errors=True)
     return counts

@@ -364,7 +364,6 @@ def run_perturb(
     ner_factory,
     toxicity_factory,
     seed: int,
-    shard=None,
     fingerprint_extra=(),
     raw: str | None = None,
     *,
@@ -375,7 +374,7 @@ def run_perturb(
 
     ``raw``: the stored split that ``train`` is a cased copy of; the groups take its casing.
     """
-    from aligntax.augment.chunks import AlignedReader, Shard, run_stage
+    from aligntax.augment.chunks import AlignedReader, run_stage
 
     raw_summaries = read_raw_summaries(raw, train) if raw else None
     pos_reader, tox_reader = AlignedReader(paraphrases, PARAPHRASES), AlignedReader(toxic, TOXIC)
@@ -400,7 +399,7 @@ def run_perturb(
     # input_dirs (the scorer folder): a changed one never reuses old chunks
     inputs = [paraphrases, toxic, *([base_dir] if cfg.needs_lm else []), *([raw] if raw else []), *input_dirs]
     counts = run_stage("entity-perturb", [cfg, prompt_template, max_reference_toxicity, *fingerprint_extra], seed,
-                       train, inputs, cfg.chunk_size, process, GROUPS, work_root, out, shard or Shard(), skip=skip,
+                       train, inputs, cfg.chunk_size, process, GROUPS, work_root, out, skip=skip,
                        finish=lambda: (pos_reader.finish(), tox_reader.finish()))
     if counts is None:
         return None

@@ -118,7 +118,7 @@ def lexicon_rewrite(summary: str, vocabulary: Sequence[str], rng: random.Random,
 
 
 def chunk_seed(seed: int, purpose: str, index: int) -> int:
-    """Sampling seed of chunk ``index``: the same in a fresh, resumed or sharded run."""
+    """Sampling seed of chunk ``index``: the same in a fresh or resumed run and in any process."""
     return random.Random(f"{seed}/{purpose}/{index}").randrange(2**31)
 
 
@@ -202,13 +202,12 @@ def run_toxify(
     base_dir: str,
     toxicity_factory: Callable[[], Toxicity],
     seed: int,
-    shard=None,
     fingerprint_extra: Sequence = (),
     *,
     input_dirs: Sequence[str] = (),
 ) -> dict | None:
-    """The toxify stage over ``train`` (chunked, resumable); its metrics, or None if shards remain."""
-    from aligntax.augment.chunks import Shard, run_stage
+    """The toxify stage over ``train`` (chunked, resumable); its metrics (None on processes other than the main one)."""
+    from aligntax.augment.chunks import run_stage
     from aligntax.schema import TOXIC
 
     loaded: dict = {}
@@ -229,7 +228,7 @@ def run_toxify(
     # input_dirs (the scorer folder): a changed one never reuses old chunks
     inputs = [*([base_dir] if "lm" in cfg.strategies and cfg.lm_model == "base" else []), *input_dirs]
     counts = run_stage("toxify", [cfg, *fingerprint_extra], seed, train, inputs, cfg.chunk_size, process,
-                       TOXIC, work_root, out, shard or Shard())
+                       TOXIC, work_root, out)
     if counts is not None:
         counts["config"] = {"strategies": cfg.strategies, "min_toxicity": cfg.min_toxicity, "lm_share": cfg.lm_share}
         if "vocabulary" not in loaded:  # every chunk was finished by an earlier run: count the words all the same

@@ -5,6 +5,12 @@
 the generations into per-post scores and the metrics JSON with scorers loaded once by
 ``load_scorers``; ``preference_method`` scores the paired likelihood preferences of every eval
 post with a group (aligntax/evaluate/preference.py) with the same loaded model.
+
+Under a multi-process launcher (``torchrun --nproc_per_node N -m stages.evaluate``; see
+aligntax/distributed.py) generation and preference scoring split the posts across the processes
+and every process gets all the results back, in input order, identical to one process's: each
+process generates whole batches of the one-process batch plan (``generation_batches``), since
+padding changes logits, and preferences are scored post by post.
 """
 
 from __future__ import annotations
@@ -15,8 +21,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
+from transformers import PreTrainedTokenizerBase
 
+from aligntax import distributed
 from aligntax.config import METHOD_NAME, check
 from aligntax.evaluate.generate import GenerateConfig, generate
 from aligntax.evaluate.methods import decoding_setup
@@ -31,7 +40,7 @@ from aligntax.evaluate.preference import (
     summarize_preferences,
 )
 from aligntax.generation import truncate_text
-from aligntax.models import load_model, load_tokenizer
+from aligntax.models import build_prompt, load_model, load_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -108,15 +117,34 @@ def cut_posts(tokenizer: Any, posts: Sequence[str], max_tokens: int) -> tuple[li
     return cut, [c != p for c, p in zip(cut, posts, strict=True)]
 
 
+def generation_batches(tokenizer: PreTrainedTokenizerBase, prompts: list[str], batch_size: int) -> list[list[int]]:
+    """Indices of ``prompts`` in generation batches: longest prompt first (little padding), ties in
+    input order, ``batch_size`` per batch; the batches ``generate`` forms for all of them at once."""
+    lengths = [len(ids) for ids in tokenizer(prompts)["input_ids"]] if prompts else []
+    order = sorted(range(len(prompts)), key=lambda i: (-lengths[i], i))
+    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+
+
 def generate_method(
     method: str, model_dir: str | Path, evals: pd.DataFrame, cfg: EvaluateConfig, prompt_template: str,
     params: dict[str, Any], decoding: Decoding | None = None,
 ) -> pd.DataFrame:
     """Summaries of ``evals`` by the model in ``model_dir``: GENERATIONS columns + finished, n_tokens and
-    prompt_truncated (the post was cut to ``cfg.max_prompt_tokens`` in the prompt; ``post`` stays whole)."""
+    prompt_truncated (the post was cut to ``cfg.max_prompt_tokens`` in the prompt; ``post`` stays whole).
+
+    Each process generates every world_size-th batch of the batch plan, one batch per call (the
+    batch each post is in is then the same for any number of processes), and gets all of them back.
+    """
     d = decoding or load_decoding(method, model_dir, params)
     posts, truncated = cut_posts(d.tokenizer, evals["post"].tolist(), cfg.max_prompt_tokens)
-    gens = generate(d.model, d.tokenizer, posts, prompt_template, cfg.generate, d.processors, d.prefix)
+    plan = generation_batches(d.tokenizer, [d.prefix + build_prompt(prompt_template, p) for p in posts],
+                              cfg.generate.batch_size)
+    mine = []
+    for batch in distributed.owned(plan):
+        mine += zip(batch, generate(d.model, d.tokenizer, [posts[i] for i in batch], prompt_template, cfg.generate,
+                                    d.processors, d.prefix), strict=True)
+    done = dict(pair for part in distributed.gather(mine) for pair in part)
+    gens = [done[i] for i in range(len(posts))]
     return pd.DataFrame({
         "post_id": evals["id"].to_numpy(),
         "method": method,
@@ -134,7 +162,8 @@ def preference_method(
     prompt_template: str,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Per-pair preference margins on every eval post with a group (all eval posts, not n_posts) and
-    their metrics; a method whose decoding has no teacher-forced form gets no pairs and the reason."""
+    their metrics; a method whose decoding has no teacher-forced form gets no pairs and the reason.
+    Each process scores a contiguous share of the posts; every process gets all pairs back."""
     items, rows = build_pairs(evals, groups)
     reason = not_applicable(decoding.processors)
     if reason is not None:
@@ -142,8 +171,12 @@ def preference_method(
         return pd.DataFrame(columns=PREFERENCES.columns), {"applicable": False, "reason": reason, "rows": rows}
     posts, truncated = cut_posts(decoding.tokenizer, [it.post for it in items], cfg.max_prompt_tokens)
     items = [replace(it, post=post) for it, post in zip(items, posts, strict=True)]
-    pairs, seconds = score_pairs(method, decoding.model, decoding.tokenizer, decoding.processors,
-                                       decoding.prefix, prompt_template, items, cfg.preference, decoding.model_dir)
+    share = distributed.contiguous_share(len(items))
+    parts = distributed.gather(score_pairs(method, decoding.model, decoding.tokenizer, decoding.processors,
+                                           decoding.prefix, prompt_template, items[share.start:share.stop],
+                                           cfg.preference, decoding.model_dir))
+    pairs = pd.concat([p for p, _ in parts if len(p)] or [parts[0][0]], ignore_index=True)
+    seconds = np.concatenate([s for _, s in parts])
     log.info("%s: %d preference pairs on %d posts in %.1f s", method, len(pairs), len(items), seconds.sum())
     return pairs, {"applicable": True, "prompts_truncated": sum(truncated),
                    **summarize_preferences(pairs, rows, cfg.preference)}

@@ -5,7 +5,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from aligntax.augment.chunks import RAW_INPUT, AlignedReader, Shard, add_counts, iter_chunks, run_stage
+from aligntax import distributed
+from aligntax.augment.chunks import RAW_INPUT, AlignedReader, add_counts, iter_chunks, run_stage
 from aligntax.schema import TOXIC, SchemaError
 
 
@@ -51,26 +52,51 @@ def test_changed_config_does_not_reuse_chunks(tmp_path):
     train = tmp_path / "train.parquet"
     raw(4).to_parquet(train)
     calls: list = []
-    shard = Shard.parse("0/2")
-    assert run_stage("s", ["v1"], 0, train, [], 2, process_factory(calls), TOXIC, tmp_path / "w", tmp_path / "o",
-                     shard) is None
+
+    def killed(chunk, index):
+        if index == 1:
+            raise KeyboardInterrupt
+        return process_factory(calls)(chunk, index)
+
+    with pytest.raises(KeyboardInterrupt):
+        run_stage("s", ["v1"], 0, train, [], 2, killed, TOXIC, tmp_path / "w", tmp_path / "o")
+    assert calls == [0]
     calls.clear()
     run_stage("s", ["v2"], 0, train, [], 2, process_factory(calls), TOXIC, tmp_path / "w", tmp_path / "o")
     assert calls == [0, 1]
 
 
-def test_shards_split_the_chunks_and_a_plain_run_merges(tmp_path):
+def as_process(monkeypatch, index: int, world: int) -> None:
+    """Make aligntax.distributed answer as process ``index`` of ``world`` (the barrier passes at once)."""
+    monkeypatch.setattr(distributed, "rank", lambda: index)
+    monkeypatch.setattr(distributed, "world_size", lambda: world)
+    monkeypatch.setattr(distributed, "is_main", lambda: index == 0)
+    monkeypatch.setattr(distributed, "barrier", lambda: None)
+
+
+def test_processes_split_the_chunks_and_only_the_main_one_writes(tmp_path, monkeypatch):
     train = tmp_path / "train.parquet"
     raw(7).to_parquet(train)
-    calls: list = []
-    for k in range(3):
-        out = run_stage("s", [], 0, train, [], 2, process_factory(calls), TOXIC, tmp_path / "w", tmp_path / "o.parquet",
-                        Shard.parse(f"{k}/3"))
-        assert (out is None) == (k < 2)
-    assert sorted(calls) == [0, 1, 2, 3] and calls[:2] == [0, 3]
-    assert list(pd.read_parquet(tmp_path / "o.parquet")["post_id"]) == [f"p{i}" for i in range(7)]
-    with pytest.raises(ValueError, match="0 <= K < N"):
-        Shard.parse("3/3")
+    ref = run_stage("s", [], 0, train, [], 2, process_factory([]), TOXIC, tmp_path / "w", tmp_path / "ref.parquet")
+    calls: dict = {}
+    for k in (2, 1, 0):  # process 0 last: in a real run the barrier holds it until the others are done
+        as_process(monkeypatch, k, 3)
+        calls[k] = []
+        out = run_stage("s", [], 0, train, [], 2, process_factory(calls[k]), TOXIC, tmp_path / "w",
+                        tmp_path / "o.parquet")
+        assert (out is None) == (k > 0) and (tmp_path / "o.parquet").exists() == (k == 0)
+    assert calls == {0: [0, 3], 1: [1], 2: [2]} and out == ref
+    assert (tmp_path / "o.parquet").read_bytes() == (tmp_path / "ref.parquet").read_bytes()
+    assert not (tmp_path / "w" / "s").exists()
+
+
+def test_a_chunk_missing_after_the_barrier_is_one_clear_error(tmp_path, monkeypatch):
+    train = tmp_path / "train.parquet"
+    raw(4).to_parquet(train)
+    as_process(monkeypatch, 0, 2)  # process 1 never ran: its chunk is missing
+    with pytest.raises(RuntimeError, match="chunk missing after every process finished"):
+        run_stage("s", [], 0, train, [], 2, process_factory([]), TOXIC, tmp_path / "w", tmp_path / "o.parquet")
+    assert not (tmp_path / "o.parquet").exists()
 
 
 def test_bad_input_fails_before_any_work(tmp_path):
