@@ -21,7 +21,9 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
+from aligntax.config import ConfigError
 from aligntax.models import ModelConfig
+from aligntax.sections import check_launcher
 from aligntax.train import sft
 from aligntax.train.core import TrainInputs, train_method
 from aligntax.train.trainer import TrainConfig
@@ -189,3 +191,25 @@ def test_fsdp_config_on_cpu_is_one_clear_error(tiny_llama_dir, tmp_path):
     assert "error: the accelerate config asks for FSDP (distributed_type: FSDP) but no GPU is visible" in run.stderr
     assert "/aligntax/" not in run.stderr  # the ranks end with the one line, no traceback (the launcher adds its own)
     assert not (work / "models").exists() and not (work / "metrics").exists()
+
+
+@pytest.mark.parametrize("value", ["python", "torchrun --nproc_per_node 2",
+                                   "accelerate launch --config_file configs/accelerate/cpu-2proc.yaml"])
+def test_launcher_forms_pass(value, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    check_launcher({"launcher": value})
+
+
+@pytest.mark.parametrize("value", ["python3", "torchrun --nproc_per_node 0", "accelerate launch --cpu",
+                                   "accelerate launch --config_file /etc/x.yaml", "python; rm -rf data",
+                                   "accelerate launch --config_file configs/accelerate/missing.yaml", 2])
+def test_other_launchers_are_rejected_naming_the_key(value, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    with pytest.raises(ConfigError, match="'launcher'"):
+        check_launcher({"launcher": value})
+
+
+def test_the_train_stages_start_with_the_launcher():
+    stage = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["train"]["do"]["cmd"]
+    assert stage.startswith("${launcher} -m stages.train ")
+    assert yaml.safe_load((ROOT / "params.yaml").read_text())["launcher"] == "python"
