@@ -8,6 +8,7 @@ place. Each stage still loads (and re-checks) the sections it reads.
 from __future__ import annotations
 
 import os
+import re
 import socket
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -88,11 +89,29 @@ def check_trained(params: dict[str, Any]) -> None:
         check_inside(f"trained.{name}.data", method.data, "data/raw/train.parquet")
 
 
+LAUNCHERS = re.compile(r"python|accelerate launch --config_file configs/accelerate/[\w.-]+\.yaml"
+                       r"|torchrun --nproc_per_node [1-9]\d*")
+"""The forms of params.yaml `launcher` (the start of every train@<method> command in dvc.yaml)."""
+
+
+def check_launcher(params: dict[str, Any]) -> None:
+    """`launcher`: python, accelerate launch with a shipped config, or torchrun with a process count."""
+    value = params.get("launcher", "python")
+    check(isinstance(value, str) and LAUNCHERS.fullmatch(value) is not None, "launcher",
+          "'python', 'accelerate launch --config_file configs/accelerate/<name>.yaml' or "
+          "'torchrun --nproc_per_node N'")
+    if value.startswith("accelerate"):
+        config = value.rsplit(" ", 1)[-1]
+        check(Path(config).is_file(), "launcher", f"a config that exists ({config} does not; see configs/accelerate/)")
+
+
 def check_params(params: dict[str, Any]) -> dict[str, Any]:
     """Load every section strictly; returns the loaded configs by section (raises ConfigError)."""
-    unknown = sorted(set(params) - set(SECTIONS) - {"seed", "methods", "trained"})
-    check(not unknown, unknown[0] if unknown else "", "a known section: seed, methods, trained, " + ", ".join(SECTIONS))
+    unknown = sorted(set(params) - set(SECTIONS) - {"seed", "launcher", "methods", "trained"})
+    check(not unknown, unknown[0] if unknown else "",
+          "a known section: seed, launcher, methods, trained, " + ", ".join(SECTIONS))
     load_seed(params)
+    check_launcher(params)
     methods = load_methods(params)
     for name, folder in methods.items():
         check_inside(f"methods.{name}", folder, "models/sft")

@@ -3,7 +3,13 @@
 Reads models/base and the train posts (plus data/augment/train/groups.parquet for the methods that
 learn from negatives); writes models/<method>, metrics/train_<method>.json and DVCLive curves.
 The training itself is aligntax.train.core.train_method; the method's module holds what differs.
+
+Runs unchanged under a multi-process launcher (params.yaml `launcher`, e.g. `torchrun
+--nproc_per_node 2 -m stages.train ...`): only the main process writes the model, curves and metrics.
 """
+
+import signal
+import sys
 
 from aligntax import cli
 from aligntax.config import METHOD_NAME, ConfigError, check, from_dict, load_section, load_seed, read_params
@@ -21,6 +27,9 @@ def main() -> None:
     p.add_argument("--live-dir", help="DVCLive training curves (default: dvclive/train_<method>)")
     p.add_argument("--checkpoints", help="checkpoint folder, train.save_steps (default: checkpoints/train_<method>)")
     args = p.parse_args()
+    # A launcher stops the other processes with SIGTERM when one fails: exit through Python, so the
+    # DVCLive folder written so far is removed (core.removed_on_failure) and no partial output stays.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     from aligntax.io import read_parquet, write_json
     from aligntax.models import ModelConfig
     from aligntax.schema import GROUPS, RAW
@@ -45,7 +54,8 @@ def main() -> None:
         live_dir=args.live_dir or f"dvclive/train_{args.method}",
     )
     metrics = train_method(method, cfg, inputs)
-    write_json({"method": args.method, **metrics}, args.metrics or f"metrics/train_{args.method}.json")
+    if metrics is not None:  # None on the processes other than the main one: they write nothing
+        write_json({"method": args.method, **metrics}, args.metrics or f"metrics/train_{args.method}.json")
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ def test_shipped_params_pass_and_every_section_is_known():
     params = _params()
     loaded = check_params(params)
     assert set(loaded) == set(SECTIONS)
-    assert set(params) == set(SECTIONS) | {"seed", "methods", "trained"}
+    assert set(params) == set(SECTIONS) | {"seed", "launcher", "methods", "trained"}
 
 
 @pytest.mark.parametrize("edit, message", [

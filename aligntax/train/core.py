@@ -10,11 +10,17 @@ and the DVCLive curves. A method is a module holding only what differs:
 
 Adding a trained method = one such module + one params section + one line under `trained:` in
 params.yaml (``TrainedMethod``); the DVC stages ``train@<method>`` are a foreach over that list.
+
+Under a multi-process launcher (params.yaml `launcher`: torchrun, or accelerate launch with a
+config from configs/accelerate/) every process trains its shard of each batch (DDP; gloo when no
+GPU is visible) and only the main process writes: the checkpoint fingerprint, the DVCLive curves,
+the model (after the others reach a barrier) and, in stages/train.py, the metrics JSON.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -22,7 +28,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
 import torch
@@ -44,6 +50,8 @@ from aligntax.train.trainer import (
     select_trainable,
     training_arguments,
 )
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -115,9 +123,10 @@ def load_method(entry: TrainedMethod, name: str) -> ModuleType:
     return module
 
 
-def train_method(method: ModuleType, cfg: Any, inputs: TrainInputs) -> dict:
-    """Train ``method`` from ``inputs.base_dir`` on the train posts, save to ``inputs.out_dir``; metrics.
+def train_method(method: ModuleType, cfg: Any, inputs: TrainInputs) -> dict | None:
+    """Train ``method`` from ``inputs.base_dir`` on the train posts, save to ``inputs.out_dir``.
 
+    Returns the metrics on the main process and None on the others (which write nothing).
     Nothing is written (no model, no curves) when training fails, e.g. on a non-finite loss.
     """
     if inputs.raw.empty:
@@ -125,19 +134,27 @@ def train_method(method: ModuleType, cfg: Any, inputs: TrainInputs) -> dict:
     if getattr(method, "NEEDS_GROUPS", False) and inputs.groups is None:
         raise ValueError(f"{method.__name__} learns from the groups artifact: pass --groups "
                          "data/augment/train/groups.parquet (dvc repro entity-perturb)")
+    check_launch()
     tok = load_tokenizer(inputs.base_dir)
     job = method.prepare(inputs, tok, cfg)
     if len(job.dataset) == 0:
         raise ValueError(f"{method.__name__}: no training examples from {len(inputs.raw)} posts; rows: {job.rows}")
-    checkpoint = checkpoint_to_resume(method, cfg, inputs)
+    args = training_arguments(inputs.train, inputs.seed, inputs.checkpoints, job.args_cls,
+                              **(launch_arguments() | job.args_extra))
+    if len(job.dataset) < args.world_size:
+        raise ValueError(f"{method.__name__}: {len(job.dataset)} training example(s) for {args.world_size} "
+                         "processes; launch at most as many processes as examples (params.yaml `launcher`) "
+                         "or raise data.n_train")
+    main = args.process_index == 0
+    checkpoint = from_main(args, lambda: checkpoint_to_resume(method, cfg, inputs))
     model = load_model(inputs.base_dir, dtype="float32", **job.model_overrides)
     torch.manual_seed(inputs.seed)
     setup = job.setup_model(model) if job.setup_model else {}
     model = select_trainable(model, inputs.train)
     n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     keys = ("loss", *job.logged)
-    with removed_on_failure(inputs.live_dir):
-        trainer = build_trainer(job, model, inputs, keys)
+    with removed_on_failure(inputs.live_dir if main else None):
+        trainer = build_trainer(job, model, args, inputs.live_dir if main else None, keys)
         start = time.time()
         try:
             result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
@@ -147,13 +164,62 @@ def train_method(method: ModuleType, cfg: Any, inputs: TrainInputs) -> dict:
                                f"{inputs.train.lr:g}) or the weight of the method's loss term (e.g. loss.alpha)"
                                ) from None
         seconds = time.time() - start
-        save_model(trainer.model, tok, inputs.out_dir)
+        trained = gathered_model(trainer, job, inputs) if trainer.is_fsdp_enabled else trainer.model
+        if main:
+            save_model(trained, tok, inputs.out_dir)
+        trainer.accelerator.wait_for_everyone()  # the others exit only once the model is in place
+    if not main:
+        return None
     return {
         "rows": job.rows, **job.metrics, **setup,
         "steps": result.global_step, "train_loss": result.training_loss, "seconds": round(seconds, 1),
         "trainable_parameters": n_trainable, "resumed": checkpoint is not None,
         **curve_ends(trainer.state.log_history, keys),
     }
+
+
+def gathered_model(trainer: Trainer, job: Job, inputs: TrainInputs) -> torch.nn.Module | None:
+    """Under FSDP: the full trained weights in a fresh copy of the model on the main process (None elsewhere).
+
+    Each process holds only its shards; every process joins the gather, the main one loads the
+    result into a model built as the trained one was (overrides, setup, what trains).
+    """
+    state = trainer.accelerator.get_state_dict(trainer.model_wrapped)
+    if not trainer.is_world_process_zero():
+        return None
+    model = load_model(inputs.base_dir, dtype="float32", **job.model_overrides)
+    if job.setup_model:
+        job.setup_model(model)
+    model = select_trainable(model, inputs.train)
+    model.load_state_dict(state)
+    return model
+
+
+def check_launch() -> None:
+    """Fail at once on a launch this machine cannot run: an FSDP accelerate config without a GPU."""
+    if os.environ.get("ACCELERATE_USE_FSDP", "").lower() in ("1", "true") and not torch.cuda.is_available():
+        raise ConfigError("the accelerate config asks for FSDP (distributed_type: FSDP) but no GPU is visible; "
+                          "FSDP shards the model over GPUs. On CPU set params.yaml `launcher` to "
+                          "'accelerate launch --config_file configs/accelerate/cpu-2proc.yaml' or 'python'")
+
+
+def launch_arguments() -> dict[str, Any]:
+    """TrainingArguments the launch decides: several processes and no GPU -> DDP on CPU over gloo.
+
+    accelerate 1.x starts N CPU processes only through mpirun (distributed_type MULTI_CPU); its
+    torchrun-based launcher (what torchrun and configs/accelerate/cpu-2proc.yaml use) leaves the
+    processes to pick their device, and without ``use_cpu`` each would train alone.
+    """
+    several = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    return {"use_cpu": True} if several and not torch.cuda.is_available() else {}
+
+
+def from_main(args: TrainingArguments, make: Callable[[], T]) -> T:
+    """``make()`` run on the main process only (it may write), its result handed to every process."""
+    value = [make() if args.process_index == 0 else None]
+    if args.world_size > 1:
+        torch.distributed.broadcast_object_list(value, src=0)
+    return value[0]
 
 
 def checkpoint_to_resume(method: ModuleType, cfg: Any, inputs: TrainInputs) -> Path | None:
@@ -184,10 +250,11 @@ def removed_on_failure(path: Path | None) -> Iterator[None]:
         raise
 
 
-def build_trainer(job: Job, model: PreTrainedModel, inputs: TrainInputs, keys: tuple[str, ...]) -> Trainer:
-    """The method's Trainer with the shared callbacks: finite-loss guard, curves, log lines, loss sum."""
-    args = training_arguments(inputs.train, inputs.seed, inputs.checkpoints, job.args_cls, **job.args_extra)
-    live = [LiveCallback(inputs.live_dir, (*keys, "learning_rate"))] if inputs.live_dir else []
+def build_trainer(job: Job, model: PreTrainedModel, args: TrainingArguments, live_dir: Path | None,
+                  keys: tuple[str, ...]) -> Trainer:
+    """The method's Trainer with the shared callbacks: finite-loss guard, curves (to ``live_dir``, None: none),
+    log lines, loss sum."""
+    live = [LiveCallback(live_dir, (*keys, "learning_rate"))] if live_dir else []
     callbacks = [FiniteGuard(), *live]
     trainer = job.trainer_cls(model=model, args=args, train_dataset=job.dataset, data_collator=job.collator,
                               callbacks=callbacks, **job.trainer_kwargs)

@@ -132,11 +132,50 @@ class AlignTrainer(Trainer):
                 total[1] += 1
         return (out["loss"], out) if return_outputs else out["loss"]
 
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        if self.args.world_size > 1 and self.accelerator.sync_gradients and not self.is_fsdp_enabled:
+            average_gradients(model)
+        return loss
+
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        if self._sums and "loss" in logs:
-            logs |= {key: total / n for key, (total, n) in self._sums.items()}
+        if "loss" in logs:  # every process logs at the same steps: the means are over all processes' batches
+            sums = [self._sums]
+            if self.args.world_size > 1:
+                sums = [None] * self.args.world_size
+                torch.distributed.all_gather_object(sums, self._sums)
+            merged: dict[str, list[float]] = {}
+            for part in sums:
+                for key, (total, n) in part.items():
+                    merged.setdefault(key, [0.0, 0])
+                    merged[key][0] += total
+                    merged[key][1] += n
+            logs |= {key: total / n for key, (total, n) in merged.items()}
             self._sums = {}
         super().log(logs, start_time)
+
+
+def average_gradients(model: torch.nn.Module) -> None:
+    """Average the trainable gradients over the processes (DDP), in one all-reduce.
+
+    The objective runs the decoder and LM head directly, not the DDP wrapper's forward, so DDP's own
+    gradient hooks stay unarmed; doing it here once per optimizer step is the same average. A
+    gradient that is None on some processes only (a part unused by their batch) counts as zeros.
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    has = torch.tensor([p.grad is not None for p in params], dtype=torch.float32, device=params[0].device)
+    torch.distributed.all_reduce(has, op=torch.distributed.ReduceOp.MAX)
+    used = [p for p, h in zip(params, has.tolist(), strict=True) if h]
+    for p in used:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    flat = torch.cat([p.grad.reshape(-1) for p in used])
+    torch.distributed.all_reduce(flat)
+    flat /= torch.distributed.get_world_size()
+    offset = 0
+    for p in used:
+        p.grad.copy_(flat[offset:offset + p.grad.numel()].view_as(p.grad))
+        offset += p.grad.numel()
 
 
 class NonFiniteLoss(RuntimeError):
