@@ -15,8 +15,11 @@ $(STAMP): requirements.txt requirements-nodeps.txt
 	$(BIN)/python -m pip install -q --no-deps -r requirements-nodeps.txt
 	touch $(STAMP)
 
+# --relink: DVC copies new outputs into its cache; relinking makes the workspace share the cache's
+# copy (cache.type in .dvc/config), so a default run keeps one copy of each model file on disk.
 repro: install
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro
+	$(BIN)/dvc checkout --relink -q
 
 test: install
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q

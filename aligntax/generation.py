@@ -24,6 +24,11 @@ from transformers import (
 )
 
 
+def device() -> torch.device:
+    """Where models run: the current GPU when there is one (under a launcher: this process's GPU), else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
 def truncate_text(tok: PreTrainedTokenizerBase, text: str, max_tokens: int) -> str:
     """``text`` cut to its first ``max_tokens`` tokens; unchanged (the same string) when it fits."""
     ids = tok(text, add_special_tokens=False)["input_ids"]

@@ -66,6 +66,12 @@ def build_tiny_model(path: Path, family: str = "llama", seed: int = 0) -> Path:
 
 
 @pytest.fixture(scope="session")
+def build_tiny():
+    """``build_tiny_model`` for tests that build their own tiny models (path, family, seed)."""
+    return build_tiny_model
+
+
+@pytest.fixture(scope="session")
 def tiny_llama_dir(tmp_path_factory) -> Path:
     """A 2-layer random-init Llama with a 300-token BPE tokenizer, saved locally."""
     return build_tiny_model(tmp_path_factory.mktemp("tiny-llama"), "llama")

@@ -104,6 +104,6 @@ def test_every_params_section_equals_its_dataclass_defaults():
     from aligntax.sections import SECTIONS as sections
 
     params = read_params(ROOT / "params.yaml")
-    assert set(params) == set(sections) | {"seed", "methods", "trained"}  # a new section needs a line here
+    assert set(params) == set(sections) | {"seed", "methods", "trained", "launcher"}  # a new section needs a line here
     for section, cls in sections.items():
         assert load_section(params, section, cls) == cls(), f"params.yaml '{section}' differs from {cls.__name__}()"

@@ -21,9 +21,15 @@ from typing import Literal, Protocol
 import numpy as np
 import pandas as pd
 
+from aligntax.augment import lm
+from aligntax.augment.chunks import run_stage
+from aligntax.augment.lm_paraphrase import lm_paraphrases
 from aligntax.augment.text import introduces_negation, match_case, new_entities, normalize, screen, sentence_case
+from aligntax.augment.toxify import chunk_seed
 from aligntax.config import check
+from aligntax.generation import device
 from aligntax.ner import Ner
+from aligntax.schema import PARAPHRASES
 from aligntax.similarity import EmbeddingSimilarity
 
 log = logging.getLogger(__name__)
@@ -146,7 +152,6 @@ class MarianEngine:
     def _model(self, src: str, tgt: str):
         from transformers import MarianMTModel, MarianTokenizer
 
-        from aligntax.augment.lm import device
 
         name = self.template.format(src=src, tgt=tgt)
         try:
@@ -320,7 +325,6 @@ def paraphrase_chunk(
 
 def embedding_meaning(batch_size: int = 64) -> Meaning:
     """The `embedding` meaning filter: packaged MiniLM cosine of reference and paraphrase, clipped to [0, 1]."""
-    from aligntax.augment.lm import device
 
     sim = EmbeddingSimilarity(batch_size=batch_size, device=str(device()))
     return lambda references, candidates: np.clip(sim.joint_score(references, candidates), 0.0, 1.0)
@@ -340,11 +344,6 @@ def run_backtranslate(
     input_dirs: Sequence[str] = (),
 ) -> dict | None:
     """The backtranslate stage over ``train`` (chunked, resumable); its metrics (None on processes other than the main one)."""
-    from aligntax.augment import lm
-    from aligntax.augment.chunks import run_stage
-    from aligntax.augment.lm_paraphrase import lm_paraphrases
-    from aligntax.augment.toxify import chunk_seed
-    from aligntax.schema import PARAPHRASES
 
     loaded: dict = {}
 
@@ -364,7 +363,7 @@ def run_backtranslate(
         return paraphrase_chunk(chunk, cfg, loaded["engine"], loaded["ner"], loaded["meaning"], paraphraser)
 
     # input_dirs (the scorer folder): a changed one never reuses old chunks
-    inputs = [*([base_dir] if cfg.lm_samples and cfg.lm_model == "base" else []), *input_dirs]
+    inputs = [*(lm.lm_folders(cfg.lm_model, base_dir) if cfg.lm_samples else []), *input_dirs]
     counts = run_stage("backtranslate", [cfg, *fingerprint_extra], seed, train, inputs, cfg.chunk_size, process,
                        PARAPHRASES, work_root, out)
     if counts is None:

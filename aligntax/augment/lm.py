@@ -1,7 +1,7 @@
 """Causal-LM calls of the augmentation stages: loading, sampling, greedy fill and lowest beam.
 
 Sampling and greedy fills go through aligntax.generation (left-padded batches, seeded per batch,
-so a chunk gives the same text whether it runs alone, resumed or on another shard); prompts are
+so a chunk gives the same text whether it runs alone, resumed or in another process); prompts are
 cut with ``aligntax.generation.truncate_text``.
 """
 
@@ -19,15 +19,18 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from aligntax.generation import generate_ids
+from aligntax.generation import device, generate_ids
 from aligntax.models import load_model, load_tokenizer
 
 log = logging.getLogger(__name__)
 
 
-def device() -> torch.device:
-    """The first GPU when there is one (pick it with CUDA_VISIBLE_DEVICES per shard), else the CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+def lm_folders(name: str | Path, base_dir: str | Path) -> list[Path]:
+    """The local folder ``load_lm`` reads for ``name`` (none for a hub id): a chunk fingerprint input,
+    so a changed model in the same folder never reuses chunks written with the old one."""
+    if str(name) == "base":
+        return [Path(base_dir)]
+    return [Path(name)] if Path(name).is_dir() else []
 
 
 def load_lm(name: str | Path, base_dir: str | Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from aligntax.augment import lm
+from aligntax.augment.chunks import RAW_INPUT, AlignedReader, check_columns, run_stage
 from aligntax.augment.text import (
     clean_generation,
     match_case,
@@ -338,7 +339,6 @@ def read_raw_summaries(raw: str, cased: str) -> dict[str, str]:
     """Post id -> stored summary of ``raw``; raises unless ``cased`` has the same ids in the same order."""
     import pyarrow.parquet as pq
 
-    from aligntax.augment.chunks import RAW_INPUT, check_columns
 
     check_columns(raw, RAW_INPUT)
     check_columns(cased, RAW_INPUT)
@@ -374,7 +374,6 @@ def run_perturb(
 
     ``raw``: the stored split that ``train`` is a cased copy of; the groups take its casing.
     """
-    from aligntax.augment.chunks import AlignedReader, run_stage
 
     raw_summaries = read_raw_summaries(raw, train) if raw else None
     pos_reader, tox_reader = AlignedReader(paraphrases, PARAPHRASES), AlignedReader(toxic, TOXIC)

@@ -22,9 +22,11 @@ import numpy as np
 import pandas as pd
 
 from aligntax.augment import lm
+from aligntax.augment.chunks import run_stage
 from aligntax.augment.text import clean_generation, insert_words, normalize, post_rng, screen, selected
 from aligntax.config import check
 from aligntax.generation import truncate_text
+from aligntax.schema import TOXIC
 
 log = logging.getLogger(__name__)
 
@@ -207,8 +209,6 @@ def run_toxify(
     input_dirs: Sequence[str] = (),
 ) -> dict | None:
     """The toxify stage over ``train`` (chunked, resumable); its metrics (None on processes other than the main one)."""
-    from aligntax.augment.chunks import run_stage
-    from aligntax.schema import TOXIC
 
     loaded: dict = {}
 
@@ -226,7 +226,7 @@ def run_toxify(
         return toxify_chunk(chunk, index, cfg, seed, loaded["toxicity"], loaded["generator"], loaded["vocabulary"])
 
     # input_dirs (the scorer folder): a changed one never reuses old chunks
-    inputs = [*([base_dir] if "lm" in cfg.strategies and cfg.lm_model == "base" else []), *input_dirs]
+    inputs = [*(lm.lm_folders(cfg.lm_model, base_dir) if "lm" in cfg.strategies else []), *input_dirs]
     counts = run_stage("toxify", [cfg, *fingerprint_extra], seed, train, inputs, cfg.chunk_size, process,
                        TOXIC, work_root, out)
     if counts is not None:

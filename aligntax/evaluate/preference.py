@@ -44,8 +44,11 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from aligntax.baselines.self_debias import SelfDebiasLogitsProcessor, debias_scores
 from aligntax.config import check
+from aligntax.models import build_prompt
 from aligntax.schema import ArtifactSchema
+from aligntax.train.packing import additive_mask, block_mask
 
 AXES: dict[str, tuple[str, ...]] = {
     "entity": ("swap_ent", "mask_regen", "sys_lowcon"),
@@ -193,7 +196,6 @@ def end_token(tokenizer, model, model_dir: str | Path) -> int:
 def _packed_row(prompt: list[int], variants: list[list[int]]):
     import torch
 
-    from aligntax.train.packing import additive_mask, block_mask
 
     ids, pos, seg, starts = list(prompt), list(range(len(prompt))), [0] * len(prompt), []
     for i, v in enumerate(variants):
@@ -232,7 +234,6 @@ def score_post(model, tokenizer, prompt_text: str, texts: Sequence[str], eos: in
         if debias is None:
             logp = logits.log_softmax(-1)
         else:
-            from aligntax.baselines.self_debias import debias_scores
 
             body = prompt[1:] if debias.bos_id is not None and prompt[:1] == [debias.bos_id] else prompt
             biased = torch.stack([_logits(model, list(p) + body, variants).float() for p in debias.prefix_ids])
@@ -246,7 +247,6 @@ def score_post(model, tokenizer, prompt_text: str, texts: Sequence[str], eos: in
 
 def not_applicable(processors: Sequence[Any] | None) -> str | None:
     """Why a method's decoding cannot be scored teacher-forced (None when it can)."""
-    from aligntax.baselines.self_debias import SelfDebiasLogitsProcessor
 
     if not processors:
         return None
@@ -268,7 +268,6 @@ def score_pairs(
 
     from tqdm import tqdm
 
-    from aligntax.models import build_prompt
 
     reason = not_applicable(processors)
     if reason is not None:

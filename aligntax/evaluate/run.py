@@ -26,7 +26,7 @@ import pandas as pd
 from transformers import PreTrainedTokenizerBase
 
 from aligntax import distributed
-from aligntax.config import METHOD_NAME, check
+from aligntax.config import METHOD_NAME, check, load_section
 from aligntax.evaluate.generate import GenerateConfig, generate
 from aligntax.evaluate.methods import decoding_setup
 from aligntax.evaluate.metrics import EntityFinder, MetricsConfig, PairScorer, TextScorer, score_posts, summarize
@@ -39,8 +39,11 @@ from aligntax.evaluate.preference import (
     score_pairs,
     summarize_preferences,
 )
-from aligntax.generation import truncate_text
+from aligntax.generation import device, truncate_text
 from aligntax.models import build_prompt, load_model, load_tokenizer
+from aligntax.ner import NerConfig, load_ner
+from aligntax.scoring import ScoringConfig, load_faithfulness_scorer, load_toxicity_scorer
+from aligntax.similarity import EmbeddingSimilarity
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +109,7 @@ class Decoding:
 def load_decoding(method: str, model_dir: str | Path, params: dict[str, Any]) -> Decoding:
     """The method's model and decoding, loaded once for generation and preference scoring."""
     tokenizer = load_tokenizer(model_dir)
-    model = load_model(model_dir, dtype="float32")
+    model = load_model(model_dir, dtype="float32").to(device())
     model, processors, prefix = decoding_setup(method, model, tokenizer, params)
     return Decoding(str(model_dir), model, tokenizer, processors, prefix)
 
@@ -191,10 +194,6 @@ def score_method(generations: pd.DataFrame, scorers: Scorers, cfg: EvaluateConfi
 
 def load_scorers(params: dict[str, Any], cfg: EvaluateConfig, scorer_dir: str | Path) -> Scorers:
     """The real scorers named in params.yaml (sections scoring, ner, evaluate.patterns)."""
-    from aligntax.config import load_section
-    from aligntax.ner import NerConfig, load_ner
-    from aligntax.scoring import ScoringConfig, load_faithfulness_scorer, load_toxicity_scorer
-    from aligntax.similarity import EmbeddingSimilarity
 
     scoring = load_section(params, "scoring", ScoringConfig)
     ner = load_ner(load_section(params, "ner", NerConfig))

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
@@ -163,3 +164,13 @@ def test_fingerprint_covers_code_and_input_folders_and_refuses_missing_inputs(tm
     assert len({first, changed_scorer, changed_code}) == 3
     with pytest.raises(FileNotFoundError, match="missing: input not found"):
         chunks.fingerprint("toxify", ["cfg"], 0, [tmp_path / "missing"])
+
+
+def test_lm_folders_are_fingerprint_inputs_for_base_and_local_folders_not_hub_ids(tmp_path):
+    from aligntax.augment.lm import lm_folders
+
+    local = tmp_path / "my-lm"
+    local.mkdir()
+    assert lm_folders("base", "models/base") == [Path("models/base")]
+    assert lm_folders(str(local), "models/base") == [local]
+    assert lm_folders("EleutherAI/gpt-neo-2.7B", "models/base") == []

@@ -213,3 +213,11 @@ def test_the_train_stages_start_with_the_launcher():
     stage = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["train"]["do"]["cmd"]
     assert stage.startswith("${launcher} -m stages.train ")
     assert yaml.safe_load((ROOT / "params.yaml").read_text())["launcher"] == "python"
+
+
+def test_every_heavy_stage_starts_with_the_launcher():
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    for name in ("train", "evaluate", "backtranslate", "toxify", "entity-perturb"):
+        cmd = stages[name]["do"]["cmd"]
+        assert cmd.startswith("${launcher} -m stages."), name
+    assert stages["compare"]["cmd"].startswith("python -m stages.compare")

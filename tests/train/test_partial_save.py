@@ -13,7 +13,6 @@ from aligntax.baselines.projection import save_projected_model
 from aligntax.models import POINTER_FILE, load_model, load_tokenizer
 from aligntax.train.objective import HEAD_NAME
 from aligntax.train.trainer import TrainConfig, save_model, select_trainable
-from conftest import build_tiny_model
 
 IDS = torch.tensor([[3, 17, 42, 99, 5, 250, 7, 8]])
 
@@ -43,9 +42,9 @@ def _logits(model):
 
 
 @pytest.fixture
-def base_dir(tmp_path):
+def base_dir(tmp_path, build_tiny):
     """A tiny Llama with a bigger vocabulary share than the fixture's: the frozen part dominates its size."""
-    return build_tiny_model(tmp_path / "base", "llama")
+    return build_tiny(tmp_path / "base", "llama")
 
 
 def test_top_layers_saves_only_what_trained_and_loads_the_same_model(base_dir, tmp_path):
@@ -87,9 +86,9 @@ def test_lora_saves_the_merged_adapted_weights_only(tiny_gpt2_dir, tmp_path):
     assert torch.allclose(_logits(load_model(tmp_path / "lora", dtype="float32")), expected, atol=1e-6)
 
 
-def test_changed_base_is_one_clear_error(base_dir, tmp_path):
+def test_changed_base_is_one_clear_error(base_dir, tmp_path, build_tiny):
     save_model(_trained(base_dir), load_tokenizer(base_dir), tmp_path / "sft")
-    build_tiny_model(base_dir, "llama", seed=3)  # the base is re-created with other weights
+    build_tiny(base_dir, "llama", seed=3)  # the base is re-created with other weights
     with pytest.raises(RuntimeError, match=r"sft: saved on top of .*base, whose weights have changed.*"
                                            r"dvc repro train@sft"):
         load_model(tmp_path / "sft")
