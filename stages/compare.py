@@ -16,10 +16,10 @@ def main() -> None:
     p.add_argument("--metrics-dir", default="metrics/evaluate", help="metrics/evaluate/<method>.json")
     p.add_argument("--eval-dir", default="data/eval", help="data/eval/<method>/{scores,preferences}.parquet")
     p.add_argument("--scorers-metrics", default=None, help="metrics/scorers.json (validate-scorers), for the header")
-    p.add_argument("--report", default="reports/comparison.md")
-    p.add_argument("--png", default="reports/tradeoff.png")
-    p.add_argument("--plot-data", default="metrics/tradeoff.json")
-    p.add_argument("--metrics", default="metrics/compare.json")
+    p.add_argument("--report", default="reports/comparison.md", help="the comparison tables (markdown)")
+    p.add_argument("--png", default="reports/tradeoff.png", help="the toxicity-faithfulness trade-off plot")
+    p.add_argument("--plot-data", default="metrics/tradeoff.json", help="per-method points of the DVC scatter plot")
+    p.add_argument("--metrics", default="metrics/compare.json", help="every delta, CI, MDE and verdict (JSON)")
     args = p.parse_args()
 
     # Heavy imports after parsing, so --help stays fast.

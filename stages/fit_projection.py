@@ -20,7 +20,7 @@ FITTED = {
 
 def main() -> None:
     p = cli.parser(__doc__)
-    p.add_argument("--method", required=True, choices=sorted(FITTED))
+    p.add_argument("--method", required=True, choices=sorted(FITTED), help="which projection baseline to fit")
     p.add_argument("--model", default="models/sft", help="the model the projection is applied to")
     p.add_argument("--train", default="data/raw/train.parquet", help="posts that supply corpus contexts")
     p.add_argument("--out", help="model folder (default: models/<method>)")

@@ -19,7 +19,7 @@ def main() -> None:
     p = cli.parser(__doc__)
     p.add_argument("--method", required=True, help="a method name under `trained:` in params.yaml")
     p.add_argument("--base", default="models/base", help="base model folder (prepare-model)")
-    p.add_argument("--train", default="data/raw/train.parquet")
+    p.add_argument("--train", default="data/raw/train.parquet", help="train posts (the first data.n_train are used)")
     p.add_argument("--groups", default="data/augment/train/groups.parquet",
                    help="entity-perturb output; read only by methods that learn from negatives")
     p.add_argument("--out", help="model folder (default: models/<method>)")
