@@ -1,0 +1,130 @@
+"""Assemble reports/evidence.md from saved evidence experiments (docs/evidence.md says how to run them).
+
+    python scripts/evidence_report.py --run reports/evidence/ev-none --run reports/evidence/ev-dynamic \
+        --commands docs/evidence-commands.sh --conclusion reports/evidence/conclusion.md
+
+Each ``--run`` folder holds what one `dvc exp run` left in its workspace: comparison.md,
+tradeoff.png, compare.json, params.yaml, train_contrastive.json and evaluate/*.json (copied there
+by the commands file; an optional run.json gives date, commit and machine). The first run is
+the main table; every run contributes one row per measure to the contrastive-vs-sft table.
+The header gives the commands, the date, the machine, the commit and the params that differ
+from the shipped params.yaml. Nothing here is tuned: the
+numbers are copied from the runs' own outputs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+MEASURES = (
+    ("generated toxicity (non-empty)", "d_toxicity", ""),
+    ("generated faithfulness", "d_faithfulness", ""),
+    ("toxic-rewrite margin (nats/token)", "pref_toxic", "d_margin"),
+    ("paraphrase-vs-negative margin (nats/token)", "pref_paraphrase", "d_margin"),
+    ("entity-negative margin (nats)", "pref_entity", "d_margin"),
+)
+
+
+def flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
+def machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").is_file() else ""
+    mem = next((int(line.split()[1]) // 2**20 for line in Path("/proc/meminfo").read_text().splitlines()
+                if line.startswith("MemTotal")), 0) if Path("/proc/meminfo").is_file() else 0
+    import torch
+
+    return (f"{cpu}, {os.cpu_count()} cores, {mem} GiB RAM, {platform.system()} {platform.release()}; "
+            f"Python {platform.python_version()}, torch {torch.__version__}; "
+            f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
+
+
+def changed_params(run: Path) -> list[str]:
+    shipped = flat(yaml.safe_load((ROOT / "params.yaml").read_text()))
+    used = flat(yaml.safe_load((run / "params.yaml").read_text()))
+    return [f"`{k}`: {shipped.get(k)!r} → {v!r}" for k, v in sorted(used.items()) if shipped.get(k) != v]
+
+
+def delta_cell(entry: dict, key: str, sub: str) -> str:
+    d = entry.get(key) if not sub else entry.get(key, {})
+    if sub:
+        value, low, high, mde = (d.get(f"{sub}{s}") for s in ("", "_low", "_high", "_mde"))
+    else:
+        value, low, high, mde = (entry.get(f"{key}{s}") for s in ("", "_low", "_high", "_mde"))
+    if value is None:
+        return "– | –"
+    return f"{value:+.3f} [{low:+.3f}, {high:+.3f}] | ±{mde:.3f}"
+
+
+def contrastive_table(runs: list[Path]) -> list[str]:
+    lines = ["| run | measure | Δ contrastive − sft [95% CI] | MDE | n posts |", "|---|---|---|---|---|"]
+    for run in runs:
+        compare = json.loads((run / "compare.json").read_text())
+        entry = compare["contrastive"]
+        for label, key, sub in MEASURES:
+            n = compare["posts"] if not sub else f"{int(entry[key]['pairs'])} pairs"
+            lines.append(f"| {run.name} | {label} | {delta_cell(entry, key, sub)} | {n} |")
+    return lines
+
+
+def stage_seconds(run: Path) -> list[str]:
+    rows = []
+    for path in sorted((run / "evaluate").glob("*.json")):
+        m = json.loads(path.read_text())
+        seconds = {k: v for k, v in flat(m).items() if k.endswith("seconds") and isinstance(v, (int, float))}
+        total = sum(v for k, v in seconds.items() if k.count(".") == 0)
+        rows.append(f"{path.stem} {total:.0f} s")
+    train = json.loads((run / "train_contrastive.json").read_text())
+    return [f"train@contrastive {train['seconds']:.0f} s ({train['steps']} steps, w mean {train['w_posts_mean']:.2f})",
+            "evaluate: " + ", ".join(rows)]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--run", action="append", required=True, help="a saved experiment folder (first: the main table)")
+    p.add_argument("--commands", required=True, help="the shell file that made the runs (quoted in the report)")
+    p.add_argument("--conclusion", required=True, help="markdown paragraph: what the numbers say, plainly")
+    p.add_argument("--out", default="reports/evidence.md")
+    args = p.parse_args()
+    runs = [Path(r) for r in args.run]
+    commit = subprocess.check_output(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], text=True).strip()
+    started = json.loads((runs[0] / "run.json").read_text()) if (runs[0] / "run.json").is_file() else {}
+    started.setdefault("date", time.strftime("%Y-%m-%d"))
+    out = [
+        "# Evidence run: contrastive vs sft and the baselines on every eval post",
+        "",
+        f"- **Made by**: `{args.commands}` (below), then `python scripts/evidence_report.py "
+        + " ".join(f"--run {r}" for r in args.run) + f" --commands {args.commands} --conclusion {args.conclusion}`",
+        f"- **Date**: {started.get('date', 'see the runs')}; code at commit `{started.get('commit', commit)}`",
+        f"- **Machine**: {started.get('machine') or machine()}",
+    ]
+    for run in runs:
+        changes = changed_params(run)
+        out.append(f"- **{run.name}**: params vs the shipped params.yaml: " + ("; ".join(changes) or "none"))
+        out.append(f"  - stage times: {'; '.join(stage_seconds(run))}")
+    out += ["", "## What it shows", "", Path(args.conclusion).read_text().strip(), "",
+            "## Contrastive vs sft in every run", "", *contrastive_table(runs), "",
+            f"## Every method ({runs[0].name})", "",
+            f"![trade-off]({Path(runs[0], 'tradeoff.png').relative_to(Path(args.out).parent)})", ""]
+    body = (runs[0] / "comparison.md").read_text().split("\n", 1)[1].strip()
+    out += [body, "", "## The commands", "", "```bash", Path(args.commands).read_text().strip(), "```", ""]
+    Path(args.out).write_text("\n".join(out))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
