@@ -50,7 +50,7 @@ def machine() -> str:
 
     return (f"{cpu}, {os.cpu_count()} cores, {mem} GiB RAM, {platform.system()} {platform.release()}; "
             f"Python {platform.python_version()}, torch {torch.__version__}; "
-            f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
+            "(report written here; the runs' thread setting is on their lines)")
 
 
 def changed_params(run: Path) -> list[str]:
@@ -67,11 +67,11 @@ def delta_cell(entry: dict, key: str, sub: str) -> str:
         value, low, high, mde = (entry.get(f"{key}{s}") for s in ("", "_low", "_high", "_mde"))
     if value is None:
         return "– | –"
-    return f"{value:+.3f} [{low:+.3f}, {high:+.3f}] | ±{mde:.3f}"
+    return f"{value:+.4f} [{low:+.4f}, {high:+.4f}] | ±{mde:.4f}"
 
 
 def contrastive_table(runs: list[Path]) -> list[str]:
-    lines = ["| run | measure | Δ contrastive − sft [95% CI] | MDE | n posts |", "|---|---|---|---|---|"]
+    lines = ["| run | measure | Δ contrastive − sft [95% CI] (metrics/compare.json) | MDE | n |", "|---|---|---|---|---|"]
     for run in runs:
         compare = json.loads((run / "compare.json").read_text())
         entry = compare["contrastive"]
@@ -81,16 +81,13 @@ def contrastive_table(runs: list[Path]) -> list[str]:
     return lines
 
 
-def stage_seconds(run: Path) -> list[str]:
-    rows = []
-    for path in sorted((run / "evaluate").glob("*.json")):
-        m = json.loads(path.read_text())
-        seconds = {k: v for k, v in flat(m).items() if k.endswith("seconds") and isinstance(v, (int, float))}
-        total = sum(v for k, v in seconds.items() if k.count(".") == 0)
-        rows.append(f"{path.stem} {total:.0f} s")
+def run_facts(run: Path) -> str:
+    facts = json.loads((run / "run.json").read_text()) if (run / "run.json").is_file() else {}
     train = json.loads((run / "train_contrastive.json").read_text())
-    return [f"train@contrastive {train['seconds']:.0f} s ({train['steps']} steps, w mean {train['w_posts_mean']:.2f})",
-            "evaluate: " + ", ".join(rows)]
+    wall = (f"`dvc exp run` wall time {facts['seconds'] / 60:.1f} min (OMP_NUM_THREADS={facts.get('omp_num_threads')})"
+            if "seconds" in facts else "wall time not recorded")
+    return (f"{wall}; train@contrastive {train['seconds']:.0f} s, {train['steps']} steps, "
+            f"scale {train['scale']}, mean w {train['w_posts_mean']:.2f}")
 
 
 def main() -> None:
@@ -115,7 +112,7 @@ def main() -> None:
     for run in runs:
         changes = changed_params(run)
         out.append(f"- **{run.name}**: params vs the shipped params.yaml: " + ("; ".join(changes) or "none"))
-        out.append(f"  - stage times: {'; '.join(stage_seconds(run))}")
+        out.append(f"  - {run_facts(run)}")
     out += ["", "## What it shows", "", Path(args.conclusion).read_text().strip(), "",
             "## Contrastive vs sft in every run", "", *contrastive_table(runs), "",
             f"## Every method ({runs[0].name})", "",
