@@ -3,36 +3,19 @@
 import json
 import sys
 
-import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from launch_stage import fake_scorers  # the constant test doubles, shared with the multi-process tests
 
 from aligntax.config import ConfigError, load_section
 from aligntax.evaluate import run
 from aligntax.evaluate.methods import decoding_setup
-from aligntax.evaluate.run import EvaluateConfig, Scorers, check_method, select_posts
+from aligntax.evaluate.run import EvaluateConfig, check_method, select_posts
 from aligntax.io import read_parquet, write_parquet
 from aligntax.models import load_model, load_tokenizer
 from aligntax.schema import GENERATIONS, RAW, SCORES
 from stages import evaluate as stage
-
-
-class Const:
-    def __init__(self, value: float):
-        self.value = value
-
-    def score(self, *args):
-        return np.full(len(args[-1]), self.value)
-
-
-class NoEntities:
-    def entities(self, texts):
-        return [[] for _ in texts]
-
-
-def fake_scorers(*_args, **_kwargs) -> Scorers:
-    return Scorers(toxicity=Const(0.25), faithfulness=Const(0.5), ner=NoEntities(), similarity=Const(0.9))
 
 
 @pytest.fixture
