@@ -84,6 +84,24 @@ def _spacy(model: str):
         ) from err
 
 
+# Parts of speech that carry a summary's content when it names no entity (spaCy universal POS tags).
+CONTENT_POS = ("NOUN", "PROPN", "NUM")
+
+
+@lru_cache(maxsize=1)
+def _spacy_tagger():
+    """The packaged spaCy pipeline with only its part-of-speech pipes (tok2vec, tagger, attribute_ruler)."""
+    import spacy
+
+    return spacy.load(SPACY_PACKAGED, disable=["parser", "lemmatizer", "senter", "ner"])
+
+
+def content_spans(texts: Sequence[str], batch_size: int = 64) -> list[list[tuple[int, int]]]:
+    """Per text, the character spans of its nouns, proper nouns and numbers (CONTENT_POS)."""
+    docs = _spacy_tagger().pipe([t if isinstance(t, str) else "" for t in texts], batch_size=batch_size)
+    return [[(t.idx, t.idx + len(t.text)) for t in doc if t.pos_ in CONTENT_POS] for doc in docs]
+
+
 # CoNLL-style flair taggers use short labels; OntoNotes taggers already use ENTITY_TYPES.
 FLAIR_LABELS = {"PER": "PERSON", "LOC": "LOC", "ORG": "ORG"}
 

@@ -45,9 +45,11 @@ def main() -> None:
     entry = from_dict(TrainedMethod, trained[args.method], f"trained.{args.method}")
     method = load_method(entry, args.method)
     cfg = load_section(params, entry.section, method.CONFIG) if method.CONFIG is not None else None
+    train_cfg = load_section(params, "train", TrainConfig)
     inputs = TrainInputs(
-        base_dir=args.base, raw=read_parquet(args.train, RAW), train=load_section(params, "train", TrainConfig),
-        model=load_section(params, "model", ModelConfig), seed=load_seed(params),
+        base_dir=args.base, raw=read_parquet(args.train, RAW), train=train_cfg,
+        model=load_section(params, "model", ModelConfig),
+        seed=load_seed(params) if train_cfg.seed is None else train_cfg.seed,
         out_dir=args.out or f"models/{args.method}",
         groups=read_parquet(args.groups, GROUPS) if method.NEEDS_GROUPS else None,
         checkpoint_dir=args.checkpoints or f"checkpoints/train_{args.method}",

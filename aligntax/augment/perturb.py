@@ -56,6 +56,9 @@ class PerturbConfig:
     """Tokens generated for a masked entity."""
     lowcon_share: float = 0.125
     """Share of posts that get a sys_lowcon negative (beam search over the post is the costly part)."""
+    lowcon_fallback: bool = True
+    """Also build sys_lowcon for every post that has no other negative (toxic, swap_ent, mask_regen), so
+    that it keeps its group; counted as `fallback` under its generated negatives."""
     lowcon_beams: int = 2
     """Beams of the sys_lowcon search; the lowest-scoring one is the negative."""
     lowcon_max_new_tokens: int = 32
@@ -225,11 +228,15 @@ def _mask_regen(kept: _Kept, negs: list[list[Negative]], cfg: PerturbConfig, see
 
 
 def _sys_lowcon(kept: _Kept, negs: list[list[Negative]], cfg: PerturbConfig, seed: int, prompt_template: str,
-                generator: tuple | None, drop: defaultdict[str, Counter]) -> None:
-    """sys_lowcon: the base model's lowest-scoring beam summary of the post."""
+                generator: tuple | None, drop: defaultdict[str, Counter]) -> int:
+    """sys_lowcon: the base model's lowest-scoring beam summary of the post; returns how many posts
+    got one only because they had no other negative (``cfg.lowcon_fallback``)."""
     model, tok, _ = generator if generator else (None, None, None)
-    todo = [k for k, r in enumerate(kept.rows) if selected(seed, r.id, "sys_lowcon", cfg.lowcon_share)]
+    chosen = [selected(seed, r.id, "sys_lowcon", cfg.lowcon_share) for r in kept.rows]
+    rescue = [not c and cfg.lowcon_fallback and not negs[k] for k, c in enumerate(chosen)]
+    todo = [k for k in range(len(kept.rows)) if chosen[k] or rescue[k]]
     drop["sys_lowcon"]["not_selected"] += len(kept.rows) - len(todo)
+    rescued = sum(rescue)
     prompts = [build_prompt(prompt_template, truncate_text(tok, kept.post_texts[k], cfg.max_post_tokens))
                for k in todo]
     outs = lm.lowest_beams(model, tok, prompts, cfg.lowcon_beams, cfg.lowcon_max_new_tokens, cfg.batch_size) \
@@ -240,6 +247,7 @@ def _sys_lowcon(kept: _Kept, negs: list[list[Negative]], cfg: PerturbConfig, see
             drop["sys_lowcon"]["empty"] += 1
         else:
             negs[k].append(Negative("sys_lowcon", text, None, None))
+    return rescued
 
 
 def _filter_jaccard(kept: _Kept, negs: list[list[Negative]], max_jaccard: float,
@@ -320,8 +328,8 @@ def perturb_chunk(
         _swap_ent(kept, negs, cfg, seed, drop)
     if "mask_regen" in cfg.negatives:
         _mask_regen(kept, negs, cfg, seed, prompt_template, generator, drop)
-    if "sys_lowcon" in cfg.negatives:
-        _sys_lowcon(kept, negs, cfg, seed, prompt_template, generator, drop)
+    rescued = _sys_lowcon(kept, negs, cfg, seed, prompt_template, generator, drop) \
+        if "sys_lowcon" in cfg.negatives else 0
     generated = Counter(n.kind for ns in negs for n in ns)
     _filter_jaccard(kept, negs, cfg.max_pair_jaccard, drop)
     _fill_entities_and_toxicity(negs, ner, toxicity)
@@ -332,6 +340,8 @@ def perturb_chunk(
         "negatives": {kind: {"generated": generated[kind], "dropped": dict(drop.get(kind, {}))}
                       for kind in sorted(set(generated) | set(drop))},
     }
+    if "sys_lowcon" in counts["negatives"]:
+        counts["negatives"]["sys_lowcon"]["fallback_posts"] = rescued
     return df, counts
 
 

@@ -9,6 +9,7 @@ from functools import partial
 from tqdm import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from aligntax.ner import content_spans
 from aligntax.train.core import Job, TrainInputs
 from aligntax.train.groups import build_posts
 from aligntax.train.loss import LossConfig, group_weight
@@ -26,11 +27,21 @@ def _attach_head(model: PreTrainedModel) -> dict:
     return {}
 
 
+def add_content_spans(variants: list[Variant]) -> None:
+    """Gives each variant without an entity span the spans of its content words (pool `content`)."""
+    bare = [v for v in variants if not v.spans]
+    for v, spans in zip(bare, content_spans([v.text for v in bare]) if bare else [], strict=True):
+        if spans:
+            v.spans, v.pool = spans, "content"
+
+
 def prepare(inputs: TrainInputs, tok: PreTrainedTokenizerBase, loss_cfg: LossConfig) -> Job:
     """Every train post with its group (variants packed behind one prompt); a head on the model."""
     train_cfg = inputs.train
     posts, counts = build_posts(inputs.raw, inputs.groups, train_cfg.max_variants)
     encoded, enc_counts = [], Counter()
+    if loss_cfg.entity_pooling and loss_cfg.pool_fallback == "content":
+        add_content_spans([v for p in posts if p.contrastive for v in p.variants])
     for p in tqdm(posts, desc="encode", leave=False):
         variants = p.variants
         if not loss_cfg.entity_pooling:

@@ -172,8 +172,8 @@ def train_method(method: ModuleType, cfg: Any, inputs: TrainInputs) -> dict | No
         return None
     return {
         "rows": job.rows, **job.metrics, **setup,
-        "steps": result.global_step, "train_loss": result.training_loss, "seconds": round(seconds, 1),
-        "trainable_parameters": n_trainable, "resumed": checkpoint is not None,
+        "seed": inputs.seed, "steps": result.global_step, "train_loss": result.training_loss,
+        "seconds": round(seconds, 1), "trainable_parameters": n_trainable, "resumed": checkpoint is not None,
         **curve_ends(trainer.state.log_history, keys),
     }
 

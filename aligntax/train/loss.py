@@ -34,6 +34,9 @@ class LossConfig:
     """Dynamic w = 1 + dynamic_gain * (max toxicity over the post's variants): 1 for a clean group."""
     entity_pooling: bool = True
     """Pool over the summary tokens inside entity spans (CLIFF); false pools over all summary tokens."""
+    pool_fallback: Literal["content", "all"] = "content"
+    """A variant with no entity: pool over its nouns, proper nouns and numbers (`content`, ours; spaCy
+    POS tags), or over all its tokens (`all`); a text with neither pools over all its tokens."""
 
     def __post_init__(self) -> None:
         check(self.alpha >= 0, "loss.alpha", "a number >= 0")

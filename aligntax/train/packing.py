@@ -28,7 +28,9 @@ class Variant:
     positive: bool
     """True for faithful clean summaries (the reference and its paraphrases)."""
     spans: list[tuple[int, int]] = field(default_factory=list)
-    """Entity character spans (start, end) inside ``text``."""
+    """Character spans (start, end) inside ``text`` whose tokens are pooled (entities, or content words)."""
+    pool: str = "entity"
+    """What ``spans`` hold: `entity` (NER spans) or `content` (nouns and numbers of an entity-less text)."""
 
 
 @dataclass
@@ -67,7 +69,7 @@ def variant_ids(
 ) -> tuple[list[int], list[bool], bool, bool]:
     """(ids of " " + text + eos, pool mask, truncated, fell back) with <= ``max_tokens`` text tokens.
 
-    A token is in the pool when its character span overlaps an entity span; with no entity
+    A token is in the pool when its character span overlaps one of ``variant.spans``; with no such
     token (no span, or all cut off) every text token is pooled.
     """
     enc = tok(" " + variant.text, add_special_tokens=False, return_offsets_mapping=True)
@@ -91,16 +93,19 @@ def encode(
     weight: float = 1.0,
     contrastive: bool = False,
 ) -> tuple[Encoded, dict[str, int]]:
-    """Encode one post; returns the example and counts (prompt/variants truncated, entity fallbacks)."""
+    """Encode one post; returns the example and counts: prompt/variants truncated and, per variant of a
+    contrastive post, what it pools over (pool_entity, pool_content, or every token: pool_fallback)."""
     if not tok.is_fast:
         raise ValueError("the trainer needs a fast tokenizer (character offsets map entity spans to tokens)")
     prompt, cut_prompt = prompt_ids(tok, template, post, max_prompt_tokens)
-    counts = {"prompt_truncated": int(cut_prompt), "variant_truncated": 0, "pool_fallback": 0}
+    counts = {"prompt_truncated": int(cut_prompt), "variant_truncated": 0, "pool_entity": 0, "pool_content": 0,
+              "pool_fallback": 0}
     ex = Encoded(prompt=prompt, variants=[], pool=[], positive=[], weight=weight, contrastive=contrastive)
     for v in variants:
         ids, pool, cut, fallback = variant_ids(tok, v, max_summary_tokens)
         counts["variant_truncated"] += int(cut)
-        counts["pool_fallback"] += int(fallback)
+        if contrastive:  # only a contrastive post pools its variants
+            counts["pool_fallback" if fallback else f"pool_{v.pool}"] += 1
         ex.variants.append(ids)
         ex.pool.append(pool)
         ex.positive.append(v.positive)

@@ -81,6 +81,9 @@ class TrainConfig:
     """Resume from the newest checkpoint in the checkpoint folder if its fingerprint is this run's (else afresh)."""
     logging_steps: int = 2
     """Optimizer steps per log line / DVCLive step."""
+    seed: int | None = None
+    """Training seed (init of new weights, data order, dropout); null = the global `seed`. Lets a
+    sweep vary training alone while the augmented data (seeded by the global `seed`) stays put."""
 
     def __post_init__(self) -> None:
         check(self.epochs > 0, "train.epochs", "a number > 0")
@@ -97,6 +100,8 @@ class TrainConfig:
         check(self.lora_r >= 1, "train.lora_r", "an integer >= 1")
         check(self.save_steps >= 0, "train.save_steps", "an integer >= 0")
         check(self.logging_steps >= 1, "train.logging_steps", "an integer >= 1")
+        check(self.seed is None or (isinstance(self.seed, int) and not isinstance(self.seed, bool) and self.seed >= 0),
+              "train.seed", "null (the global seed) or an integer >= 0")
         check(self.save_steps % self.logging_steps == 0, "train.save_steps",
               "a multiple of train.logging_steps (a checkpoint then holds the whole loss history)")
 

@@ -162,3 +162,24 @@ def test_lower_keep_length_keeps_offsets():
     assert lower_keep_length("İstanbul Trip") == "İstanbul trip"
     assert match_case("all lower", "John Met Mary") == "john met mary"
     assert match_case("Has Case", "John Met Mary") == "John Met Mary"
+
+
+@pytest.mark.parametrize("fallback", [True, False])
+def test_lowcon_fallback_keeps_posts_without_another_negative(tiny_llama_dir, fallback):
+    model, tok = lm.load_lm(str(tiny_llama_dir), "unused")
+    posts, positives, toxic = inputs()
+    toxic = toxic[toxic["post_id"] == "a"]  # post b is left with no toxic rewrite
+    cfg = PerturbConfig(negatives=["sys_lowcon"], lowcon_share=0.0, lowcon_fallback=fallback, lowcon_beams=2,
+                        lowcon_max_new_tokens=6, batch_size=2)
+    df, counts = perturb_chunk(posts, positives, toxic, 0, cfg, 0, TEMPLATE, FakeNer(), tox,
+                               (model, tok, lm.newline_ids(tok)), max_reference_toxicity=0.5)
+    validate(df, GROUPS, "groups")
+    lowcon = counts["negatives"]["sys_lowcon"]
+    # post a has its toxic rewrite, so only post b (no other negative) is a fallback
+    assert lowcon["fallback_posts"] == (1 if fallback else 0)
+    assert lowcon["dropped"]["not_selected"] == (1 if fallback else 2)
+    if fallback and lowcon["generated"]:
+        assert set(df["post_id"]) == {"a", "b"}
+        assert list(df[df["post_id"] == "b"]["kind"]) == ["reference", "backtranslation", "sys_lowcon"]
+    else:
+        assert set(df["post_id"]) == {"a"} and counts["posts"]["dropped"]["no_negative"] == 1

@@ -101,3 +101,20 @@ def test_entity_tokens_and_fallback(tiny_llama_dir):
     assert fallback and all(pool[:-1]) and len(pool) == len(ids)
     ids, pool, cut, _ = variant_ids(tok, Variant(text, True, [(24, 28)]), 3)
     assert cut and len(ids) == 4 and all(pool[:-1])  # entity cut off -> all kept tokens
+
+
+def test_content_pool_for_variants_without_entities(tiny_llama_dir):
+    from aligntax.train.contrastive import add_content_spans
+
+    tok = load_tokenizer(tiny_llama_dir)
+    with_ent = Variant("we got lost in boston.", True, [(15, 21)])
+    plain = Variant("my car broke down on the highway.", True)
+    bare = Variant("i did it again.", False)
+    add_content_spans([with_ent, plain, bare])
+    assert with_ent.spans == [(15, 21)] and with_ent.pool == "entity"  # entity spans are kept as they are
+    assert plain.pool == "content" and [plain.text[s:e] for s, e in plain.spans] == ["car", "highway"]
+    assert bare.spans == [] and bare.pool == "entity"  # no noun or number: pools over every token
+    _, counts = encode(tok, TEMPLATE, POSTS[0], [with_ent, plain, bare], 64, 16, contrastive=True)
+    assert (counts["pool_entity"], counts["pool_content"], counts["pool_fallback"]) == (1, 1, 1)
+    _, counts = encode(tok, TEMPLATE, POSTS[0], [with_ent, plain, bare], 64, 16, contrastive=False)
+    assert counts["pool_entity"] + counts["pool_content"] + counts["pool_fallback"] == 0  # CE only: no pooling

@@ -142,3 +142,37 @@ def test_no_valid_group_is_an_error(tiny_llama_dir, tmp_path):
         train_method(contrastive, LossConfig(), _inputs(tiny_llama_dir, TrainConfig(**CFG), tmp_path / "cl",
                                                         groups=groups))
     assert not (tmp_path / "cl").exists()
+
+
+def test_train_seed_overrides_the_global_seed(tiny_gpt2_dir, tmp_path, monkeypatch):
+    """train.seed sets training randomness alone: global seed 0 + train.seed 7 trains as global seed 7."""
+    import json
+
+    from aligntax import cli
+    from stages import train
+
+    write_parquet(RAW_ROWS, tmp_path / "train.parquet", RAW)
+    _groups().to_parquet(tmp_path / "groups.parquet")
+    budget = ", ".join(f"{k}: {v}" for k, v in (CFG | {"trainable": "full"}).items())
+
+    def run(name: str, seed: int, train_seed: str) -> tuple[dict, dict]:
+        (tmp_path / f"{name}.yaml").write_text(
+            f"seed: {seed}\ntrain: {{{budget}, seed: {train_seed}}}\nloss: {{scale: none}}\n"
+            "model: {dtype: float32, prompt_template: 'post: {post} tl;dr:'}\n"
+            "trained:\n  contrastive: {module: aligntax/train/contrastive.py, section: loss, data: g}\n")
+        monkeypatch.setattr(sys, "argv", [
+            "train", "--method", "contrastive", "--params", str(tmp_path / f"{name}.yaml"), "--base",
+            str(tiny_gpt2_dir), "--train", str(tmp_path / "train.parquet"), "--groups", str(tmp_path / "groups.parquet"),
+            "--out", str(tmp_path / name), "--metrics", str(tmp_path / f"{name}.json"),
+            "--checkpoints", str(tmp_path / f"ckpt-{name}"), "--live-dir", str(tmp_path / f"live-{name}"),
+        ])
+        cli.run(train.main)
+        return json.loads((tmp_path / f"{name}.json").read_text()), load_file(tmp_path / name / "contrastive_head.safetensors")
+
+    by_train_seed, head_a = run("a", 0, "7")
+    by_global_seed, head_b = run("b", 7, "null")
+    default, head_c = run("c", 0, "null")
+    assert by_train_seed["seed"] == by_global_seed["seed"] == 7 and default["seed"] == 0
+    assert by_train_seed["train_loss"] == by_global_seed["train_loss"]
+    assert all(torch.equal(head_a[k], head_b[k]) for k in head_a)
+    assert not torch.equal(head_a["net.0.weight"], head_c["net.0.weight"])  # the seed changes the new head's init
