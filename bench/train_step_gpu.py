@@ -8,6 +8,8 @@ recomputation) against ``--peak-tflops`` (H100/H200 SXM dense bf16: 989).
 
     python bench/train_step_gpu.py                 # on the GPU machine, one call (~3-5 min)
     python bench/train_step_gpu.py --tiny          # same code on CPU with a tiny shape (smoke test)
+    python bench/train_step_gpu.py --shape smollm2 --batch 1 --post-len 192 --summary-len 48 --generate 99
+                                                   # the default base model's shape: the evidence profile's cost
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ from aligntax.train.packing import Encoded, collate  # noqa: E402
 
 SHAPE_7B = dict(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
                 num_key_value_heads=32, vocab_size=32000)
+# SmolLM2-135M (the packaged default base): 30 blocks, GQA 9/3 heads, tied embeddings
+SHAPE_SMOLLM2 = dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
+                     num_key_value_heads=3, vocab_size=49152)
 SHAPE_TINY = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
                   num_key_value_heads=4, vocab_size=512)
 
@@ -34,8 +39,8 @@ SHAPE_TINY = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, nu
 def build_model(args, device: torch.device):
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    shape = SHAPE_TINY if args.tiny else SHAPE_7B
-    cfg = LlamaConfig(**shape, max_position_embeddings=4096, tie_word_embeddings=False)
+    shape = SHAPE_TINY if args.tiny else SHAPE_SMOLLM2 if args.shape == "smollm2" else SHAPE_7B
+    cfg = LlamaConfig(**shape, max_position_embeddings=4096, tie_word_embeddings=args.shape == "smollm2")
     cfg._attn_implementation = "sdpa"
     dtype = torch.float32 if args.tiny else torch.bfloat16
     torch.manual_seed(0)
@@ -126,6 +131,9 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--peak-tflops", type=float, default=989.0, help="dense bf16 peak of the card")
     p.add_argument("--no-checkpointing", action="store_true", help="keep all activations (naive may OOM)")
+    p.add_argument("--shape", choices=["7b", "smollm2"], default="7b", help="7B Llama or the default SmolLM2-135M")
+    p.add_argument("--generate", type=int, default=0, metavar="N",
+                   help="also time greedy generation of 64 new tokens for N prompts in one batch (evaluate)")
     args = p.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.type == "cpu" and not args.tiny:
@@ -149,6 +157,20 @@ def main() -> None:
         mfu = flops / seconds / (args.peak_tflops * 1e12)
         print(f"{mode:7s} step {seconds * 1000:9.1f} ms  {flops / 1e12:8.2f} TFLOP  MFU {mfu * 100:5.1f}%  "
               f"peak {peak:6.1f} GiB", flush=True)
+    if args.generate:
+        model.eval()
+        prompts = torch.randint(3, cfg.vocab_size, (args.generate, args.post_len), device=device)
+        with torch.no_grad():
+            mask = torch.ones_like(prompts)
+            model.generate(prompts[:2], attention_mask=mask[:2], max_new_tokens=4, do_sample=False,
+                           pad_token_id=0)  # warm-up
+            sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+            sync()
+            t0 = time.perf_counter()
+            model.generate(prompts, attention_mask=mask, max_new_tokens=64, min_new_tokens=64, do_sample=False,
+                           pad_token_id=0)
+            sync()
+        print(f"generate {args.generate} prompts x 64 new tokens (one batch): {time.perf_counter() - t0:.2f} s")
     if {"sft", "naive", "packed"} <= times.keys():
         print(f"naive / sft = {times['naive'] / times['sft']:.2f}x   packed / sft = "
               f"{times['packed'] / times['sft']:.2f}x   naive / packed = {times['naive'] / times['packed']:.2f}x")

@@ -81,13 +81,51 @@ def contrastive_table(runs: list[Path]) -> list[str]:
     return lines
 
 
+def _delta(entry: dict, key: str, sub: str) -> tuple[float, float] | None:
+    """(Δ, CI half-width) of one measure of a compare.json entry, None when absent."""
+    d = entry.get(key, {}) if sub else entry
+    prefix = sub if sub else key
+    if d.get(prefix) is None:
+        return None
+    return d[prefix], (d[f"{prefix}_high"] - d[f"{prefix}_low"]) / 2
+
+
+def seed_spread(runs: list[Path]) -> list[str]:
+    """Per loss.scale with >= 2 training seeds: each seed's Δ contrastive − sft, their mean and SD."""
+    by_scale: dict[str, list[Path]] = {}
+    for run in runs:
+        by_scale.setdefault(json.loads((run / "train_contrastive.json").read_text())["scale"], []).append(run)
+    lines = ["| scale | measure | Δ per training seed | mean | SD over seeds | mean 95% CI half-width (eval posts) |",
+             "|---|---|---|---|---|---|"]
+    for scale, group in by_scale.items():
+        if len(group) < 2:
+            continue
+        seeds = [json.loads((r / "train_contrastive.json").read_text()).get("seed", "?") for r in group]
+        for label, key, sub in MEASURES:
+            cells = [_delta(json.loads((r / "compare.json").read_text())["contrastive"], key, sub) for r in group]
+            if any(c is None for c in cells):
+                continue
+            values = [c[0] for c in cells]
+            mean = sum(values) / len(values)
+            sd = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+            per_seed = ", ".join(f"{v:+.4f} (seed {s})" for v, s in zip(values, seeds, strict=True))
+            half = sum(c[1] for c in cells) / len(cells)
+            lines.append(f"| {scale} | {label} | {per_seed} | {mean:+.4f} | {sd:.4f} | ±{half:.4f} |")
+    return lines if len(lines) > 2 else []
+
+
 def run_facts(run: Path) -> str:
     facts = json.loads((run / "run.json").read_text()) if (run / "run.json").is_file() else {}
     train = json.loads((run / "train_contrastive.json").read_text())
     wall = (f"`dvc exp run` wall time {facts['seconds'] / 60:.1f} min (OMP_NUM_THREADS={facts.get('omp_num_threads')})"
             if "seconds" in facts else "wall time not recorded")
-    return (f"{wall}; train@contrastive {train['seconds']:.0f} s, {train['steps']} steps, "
-            f"scale {train['scale']}, mean w {train['w_posts_mean']:.2f}")
+    rows = train["rows"]
+    pools = [rows.get(k, 0) for k in ("pool_entity", "pool_content", "pool_fallback")]
+    pooled = (f"; pooled variants: {pools[0]} entity, {pools[1]} content words, {pools[2]} all tokens"
+              if sum(pools) else "")
+    return (f"{wall}; train@contrastive {train['seconds']:.0f} s, {train['steps']} steps, seed "
+            f"{train.get('seed', '?')}, scale {train['scale']}, mean w {train['w_posts_mean']:.2f}, "
+            f"{rows['posts_contrastive']} of {rows['posts']} posts with a group{pooled}")
 
 
 def main() -> None:
@@ -114,7 +152,13 @@ def main() -> None:
         out.append(f"- **{run.name}**: params vs the shipped params.yaml: " + ("; ".join(changes) or "none"))
         out.append(f"  - {run_facts(run)}")
     out += ["", "## What it shows", "", Path(args.conclusion).read_text().strip(), "",
-            "## Contrastive vs sft in every run", "", *contrastive_table(runs), "",
+            "## Contrastive vs sft in every run", "", *contrastive_table(runs), ""]
+    spread = seed_spread(runs)
+    if spread:
+        out += ["## Seed spread", "",
+                "The same augmented data, training seed varied (`train.seed`): how much Δ contrastive − sft moves "
+                "between trainings, beside the eval-post interval of one training.", "", *spread, ""]
+    out += [
             f"## Every method ({runs[0].name})", "",
             f"![trade-off]({Path(runs[0], 'tradeoff.png').relative_to(Path(args.out).parent)})", ""]
     body = (runs[0] / "comparison.md").read_text().split("\n", 1)[1].strip()
