@@ -4,24 +4,29 @@
 
 Joins the groups with the train posts exactly as train@contrastive does (aligntax.train.groups)
 and encodes every post with the base tokenizer (aligntax.train.packing), then prints the share of
-posts with a valid group, the variants per kind, and how many variants fall back to pooling over
-all their tokens because no entity span maps onto a token (CLIFF pools over entity tokens).
+posts with a valid group, the variants per kind, and what each variant of a group pools over:
+its entity tokens (CLIFF), its content words (`loss.pool_fallback: content`) or all its tokens.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections import Counter
+from pathlib import Path
 
 import pandas as pd
 
-from aligntax.config import load_section, read_params
-from aligntax.models import ModelConfig, load_tokenizer
-from aligntax.train.groups import build_posts
-from aligntax.train.loss import LossConfig, group_weight
-from aligntax.train.packing import encode
-from aligntax.train.trainer import TrainConfig
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from aligntax.config import load_section, read_params  # noqa: E402
+from aligntax.models import ModelConfig, load_tokenizer  # noqa: E402
+from aligntax.train.contrastive import add_content_spans  # noqa: E402
+from aligntax.train.groups import build_posts  # noqa: E402
+from aligntax.train.loss import LossConfig, group_weight  # noqa: E402
+from aligntax.train.packing import encode  # noqa: E402
+from aligntax.train.trainer import TrainConfig  # noqa: E402
 
 
 def main() -> None:
@@ -34,30 +39,29 @@ def main() -> None:
     args = p.parse_args()
     params = read_params(args.params)
     train_cfg = load_section(params, "train", TrainConfig)
+    loss_cfg = load_section(params, "loss", LossConfig)
     template = load_section(params, "model", ModelConfig).prompt_template
     raw, groups = pd.read_parquet(args.raw), pd.read_parquet(args.groups)
-    if train_cfg.n_posts:
-        raw = raw.iloc[: train_cfg.n_posts]
     posts, counts = build_posts(raw, groups, train_cfg.max_variants)
+    if loss_cfg.entity_pooling and loss_cfg.pool_fallback == "content":
+        add_content_spans([v for p in posts if p.contrastive for v in p.variants])
     tok = load_tokenizer(args.base_model)
-    fallback, variants = Counter(), Counter()
+    pooled: dict[str, Counter] = {"positive": Counter(), "negative": Counter()}
     for post in posts:
+        if not post.contrastive:
+            continue
         for v in post.variants:
-            _, c = encode(tok, template, post.post, [v], train_cfg.max_prompt_tokens, train_cfg.max_summary_tokens)
-            key = ("positive" if v.positive else "negative") if post.contrastive else "no_group_reference"
-            variants[key] += 1
-            fallback[key] += c["pool_fallback"]
-    n_var = sum(n for k, n in variants.items() if k != "no_group_reference")
-    n_fb = sum(n for k, n in fallback.items() if k != "no_group_reference")
+            _, c = encode(tok, template, post.post, [v], train_cfg.max_prompt_tokens, train_cfg.max_summary_tokens,
+                          contrastive=True)
+            pooled["positive" if v.positive else "negative"].update({k: n for k, n in c.items() if k.startswith("pool")})
+    total = pooled["positive"] + pooled["negative"]
+    n_var = sum(total.values())
     n_contrastive = counts.get("posts_contrastive", 0)
     out = {
         "posts": len(posts), "posts_with_group": n_contrastive,
         "posts_with_group_share": round(n_contrastive / len(posts), 4) if posts else 0.0,
-        "variants": dict(variants), "pool_fallback": dict(fallback),
-        # train@contrastive's metric counts every encoded variant, incl. the references of posts without a group
-        "pool_fallback_all": sum(fallback.values()), "variants_all": sum(variants.values()),
-        "pool_fallback_share_group_variants": round(n_fb / n_var, 4) if n_var else 0.0,
-        "pool_fallback_share_all": round(sum(fallback.values()) / sum(variants.values()), 4) if variants else 0.0,
+        "group_variants": n_var, "pooled": {k: dict(v) for k, v in pooled.items()},
+        "pool_shares": {k: round(n / n_var, 4) for k, n in sorted(total.items())} if n_var else {},
         "rows_per_kind": dict(sorted(Counter(groups["kind"]).items())),
         # what loss.scale dynamic gives on these groups: compare with loss.static_weight
         "dynamic_w": {g: _weights([p.toxicity for p in posts if p.contrastive], float(g))

@@ -64,7 +64,7 @@ class BacktranslateConfig:
     """How 'same meaning' is judged: the faithfulness scorer, MiniLM cosine similarity, or not at all."""
     min_meaning: float = 0.85
     """Keep a paraphrase only if its meaning score against the reference is at least this."""
-    lm_samples: int = 2
+    lm_samples: int = 6
     """Paraphrases sampled from the LM for each post back-translation left without one (0 = no LM)."""
     lm_model: str = "base"
     """`base` (the prepared base model in models/base), a folder or a hub causal LM."""
