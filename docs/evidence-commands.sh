@@ -2,17 +2,18 @@
 # The evidence runs behind reports/evidence.md (docs/evidence.md: why these settings). Run from the
 # repository root, venv active, in a checkout whose default pipeline is done (`make repro`): the
 # augmentation is the default's (run cache), so only training, evaluation and compare run again.
-# Each run's outputs are copied to $OUT/<name>/; the workspace is left at the last run's outputs
+# Each run's outputs are copied to $OUT/<name>/ (a run already there is skipped, so an interrupted
+# script continues where it stopped); the workspace is left at the last run's outputs
 # (`git checkout -- . && dvc checkout` returns to the committed default).
 set -euo pipefail
 OUT=${OUT:-reports/evidence}
-save() {  # save <name> <start epoch seconds>
+save() {  # save <name> <start epoch seconds>; run.json last: it marks a complete run
   mkdir -p "$OUT/$1/evaluate"
-  printf '{"date": "%s", "commit": "%s", "seconds": %d, "omp_num_threads": "%s"}\n' "$(date -u +%Y-%m-%dT%H:%MZ)" \
-    "$(git rev-parse --short HEAD)" "$(( $(date +%s) - $2 ))" "${OMP_NUM_THREADS:-unset}" > "$OUT/$1/run.json"
   cp reports/comparison.md reports/tradeoff.png metrics/compare.json params.yaml "$OUT/$1/"
   cp metrics/train_*.json metrics/evaluate/*.json "$OUT/$1/evaluate/"
   cp metrics/train_contrastive.json "$OUT/$1/"
+  printf '{"date": "%s", "commit": "%s", "seconds": %d, "omp_num_threads": "%s"}\n' "$(date -u +%Y-%m-%dT%H:%MZ)" \
+    "$(git rev-parse --short HEAD)" "$(( $(date +%s) - $2 ))" "${OMP_NUM_THREADS:-unset}" > "$OUT/$1/run.json"
 }
 # Every eval post (99, not 24); 8 trained blocks for 2 epochs (the default: 2 blocks, 1 epoch); dynamic
 # scaling at gain 4 (at gain 1 dynamic and static are the same experiment; static_weight = the mean
@@ -26,9 +27,11 @@ BASELINES=(-S '~methods.base' -S '~methods.cda' -S '~methods.inlp' -S '~methods.
 # Seeds 1 and 2 compare sft and contrastive only
 PAIR=("${BASELINES[@]}" -S '~methods.dpo' -S '~methods.unlikelihood' -S '~methods.dropout' -S '~methods.instructive')
 
-run() {  # run <name> <dvc exp run arguments...>
+run() {  # run <name> <dvc exp run arguments...>; a run already saved under $OUT is skipped
   local name=$1 start
   shift
+  if [[ -f "$OUT/$name/run.json" ]]; then echo "skip $name: $OUT/$name/run.json exists"; return; fi
+  git checkout -- params.yaml   # -S applies to the workspace's params, which hold the previous run's
   start=$(date +%s)
   dvc exp run -n "$name" "$@" compare
   save "$name" "$start"

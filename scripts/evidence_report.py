@@ -56,7 +56,9 @@ def machine() -> str:
 def changed_params(run: Path) -> list[str]:
     shipped = flat(yaml.safe_load((ROOT / "params.yaml").read_text()))
     used = flat(yaml.safe_load((run / "params.yaml").read_text()))
-    return [f"`{k}`: {shipped.get(k)!r} → {v!r}" for k, v in sorted(used.items()) if shipped.get(k) != v]
+    changed = [f"`{k}`: {shipped.get(k)!r} → {v!r}" for k, v in sorted(used.items()) if shipped.get(k) != v]
+    removed = sorted(k for k in shipped if k not in used)
+    return changed + ([f"removed: {', '.join(f'`{k}`' for k in removed)}"] if removed else [])
 
 
 def delta_cell(entry: dict, key: str, sub: str) -> str:
