@@ -61,14 +61,19 @@ def changed_params(run: Path) -> list[str]:
     return changed + ([f"removed: {', '.join(f'`{k}`' for k in removed)}"] if removed else [])
 
 
+def _measure(entry: dict, key: str, sub: str) -> tuple[float, float, float, float] | None:
+    """(Δ, CI low, CI high, MDE) of one measure of a compare.json entry, None when absent."""
+    d, name = (entry.get(key, {}), sub) if sub else (entry, key)
+    if d.get(name) is None:
+        return None
+    return d[name], d[f"{name}_low"], d[f"{name}_high"], d.get(f"{name}_mde")
+
+
 def delta_cell(entry: dict, key: str, sub: str) -> str:
-    d = entry.get(key) if not sub else entry.get(key, {})
-    if sub:
-        value, low, high, mde = (d.get(f"{sub}{s}") for s in ("", "_low", "_high", "_mde"))
-    else:
-        value, low, high, mde = (entry.get(f"{key}{s}") for s in ("", "_low", "_high", "_mde"))
-    if value is None:
+    m = _measure(entry, key, sub)
+    if m is None:
         return "– | –"
+    value, low, high, mde = m
     return f"{value:+.4f} [{low:+.4f}, {high:+.4f}] | ±{mde:.4f}"
 
 
@@ -83,35 +88,27 @@ def contrastive_table(runs: list[Path]) -> list[str]:
     return lines
 
 
-def _delta(entry: dict, key: str, sub: str) -> tuple[float, float] | None:
-    """(Δ, CI half-width) of one measure of a compare.json entry, None when absent."""
-    d = entry.get(key, {}) if sub else entry
-    prefix = sub if sub else key
-    if d.get(prefix) is None:
-        return None
-    return d[prefix], (d[f"{prefix}_high"] - d[f"{prefix}_low"]) / 2
-
-
 def seed_spread(runs: list[Path]) -> list[str]:
     """Per loss.scale with >= 2 training seeds: each seed's Δ contrastive − sft, their mean and SD."""
-    by_scale: dict[str, list[Path]] = {}
+    by_scale: dict[str, list[tuple[int, dict]]] = {}
     for run in runs:
-        by_scale.setdefault(json.loads((run / "train_contrastive.json").read_text())["scale"], []).append(run)
+        train = json.loads((run / "train_contrastive.json").read_text())
+        entry = json.loads((run / "compare.json").read_text())["contrastive"]
+        by_scale.setdefault(train["scale"], []).append((train.get("seed", "?"), entry))
     lines = ["| scale | measure | Δ per training seed | mean | SD over seeds | mean 95% CI half-width (eval posts) |",
              "|---|---|---|---|---|---|"]
     for scale, group in by_scale.items():
         if len(group) < 2:
             continue
-        seeds = [json.loads((r / "train_contrastive.json").read_text()).get("seed", "?") for r in group]
         for label, key, sub in MEASURES:
-            cells = [_delta(json.loads((r / "compare.json").read_text())["contrastive"], key, sub) for r in group]
+            cells = [_measure(entry, key, sub) for _, entry in group]
             if any(c is None for c in cells):
                 continue
             values = [c[0] for c in cells]
             mean = sum(values) / len(values)
             sd = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
-            per_seed = ", ".join(f"{v:+.4f} (seed {s})" for v, s in zip(values, seeds, strict=True))
-            half = sum(c[1] for c in cells) / len(cells)
+            per_seed = ", ".join(f"{v:+.4f} (seed {seed})" for v, (seed, _) in zip(values, group, strict=True))
+            half = sum((c[2] - c[1]) / 2 for c in cells) / len(cells)
             lines.append(f"| {scale} | {label} | {per_seed} | {mean:+.4f} | {sd:.4f} | ±{half:.4f} |")
     return lines if len(lines) > 2 else []
 
