@@ -72,11 +72,12 @@ class SpacyNer:
 
 
 @lru_cache(maxsize=2)
-def _spacy(model: str):
+def _spacy(model: str, disable: tuple[str, ...] = ("parser", "lemmatizer", "tagger", "attribute_ruler", "senter")):
+    """A spaCy pipeline with ``disable``d pipes (default: only what NER needs); one clear error if not installed."""
     import spacy
 
     try:
-        return spacy.load(model, disable=["parser", "lemmatizer", "tagger", "attribute_ruler", "senter"])
+        return spacy.load(model, disable=list(disable))
     except OSError as err:
         raise RuntimeError(
             f"ner.model: spaCy model '{model}' is not installed; use '{SPACY_PACKAGED}' (packaged) "
@@ -91,9 +92,7 @@ CONTENT_POS = ("NOUN", "PROPN", "NUM")
 @lru_cache(maxsize=1)
 def _spacy_tagger():
     """The packaged spaCy pipeline with only its part-of-speech pipes (tok2vec, tagger, attribute_ruler)."""
-    import spacy
-
-    return spacy.load(SPACY_PACKAGED, disable=["parser", "lemmatizer", "senter", "ner"])
+    return _spacy(SPACY_PACKAGED, disable=("parser", "lemmatizer", "senter", "ner"))
 
 
 def content_spans(texts: Sequence[str], batch_size: int = 64) -> list[list[tuple[int, int]]]:

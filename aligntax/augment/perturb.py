@@ -58,7 +58,7 @@ class PerturbConfig:
     """Share of posts that get a sys_lowcon negative (beam search over the post is the costly part)."""
     lowcon_fallback: bool = True
     """Also build sys_lowcon for every post that has no other negative (toxic, swap_ent, mask_regen), so
-    that it keeps its group; counted as `fallback` under its generated negatives."""
+    that it keeps its group; counted as `fallback_posts` under the sys_lowcon negatives."""
     lowcon_beams: int = 2
     """Beams of the sys_lowcon search; the lowest-scoring one is the negative."""
     lowcon_max_new_tokens: int = 32

@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Sequence
+from functools import lru_cache
 
 from aligntax.ner import Entity
 from aligntax.text import words
@@ -46,10 +47,37 @@ def normalize(text: str) -> str:
     return key
 
 
+@lru_cache(maxsize=1)
+def _stemmer():
+    from nltk.stem.snowball import SnowballStemmer
+
+    return SnowballStemmer("english")
+
+
+def content_stems(text: str) -> set[str]:
+    """Snowball stems of the words of ``text`` that are not spaCy stop words, possessive "'s" removed."""
+    from spacy.lang.en.stop_words import STOP_WORDS
+
+    stem = _stemmer().stem
+    return {stem(w.removesuffix("'s")) for w in words(text) if w not in STOP_WORDS and w.removesuffix("'s")}
+
+
 def new_entities(reference: str, candidate_entities: Sequence[Entity]) -> list[Entity]:
-    """Entities of a candidate whose text does not occur in ``reference`` (CLIFF's filter)."""
+    """Entities of a candidate that name something absent from ``reference`` (CLIFF's filter).
+
+    An entity is known when its text occurs in the reference, or when every content word of it
+    (stop words dropped, stemmed) does: "a couple of thousand" for "a couple thousand", "two 14
+    years" for "two 14 year olds", "karma" for "karma's" are not new; "Mary" for "John" is. An
+    entity made only of stop words ("one") must occur as it is.
+    """
     ref = f" {' '.join(words(reference))} "
-    return [e for e in candidate_entities if f" {normalize(e.text)} " not in ref]
+    ref_stems = content_stems(reference)
+
+    def known(e: Entity) -> bool:
+        stems = content_stems(e.text)
+        return f" {normalize(e.text)} " in ref or bool(stems) and stems <= ref_stems
+
+    return [e for e in candidate_entities if not known(e)]
 
 
 def lower_keep_length(text: str) -> str:

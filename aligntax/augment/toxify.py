@@ -119,8 +119,9 @@ def lexicon_rewrite(summary: str, vocabulary: Sequence[str], rng: random.Random,
     return insert_words(summary, [rng.choice(vocabulary) for _ in range(n)], rng)
 
 
-def chunk_seed(seed: int, purpose: str, index: int) -> int:
-    """Sampling seed of chunk ``index``: the same in a fresh or resumed run and in any process."""
+def chunk_seed(seed: int, purpose: str, index: int | str) -> int:
+    """Sampling seed of chunk ``index`` (or of one post, by its id): the same in a fresh or resumed run and in
+    any process."""
     return random.Random(f"{seed}/{purpose}/{index}").randrange(2**31)
 
 

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from aligntax.augment import lm
 from aligntax.augment.backtranslate import (
     BacktranslateConfig,
     FastTranslateEngine,
@@ -15,8 +16,10 @@ from aligntax.augment.backtranslate import (
     moses_normalize,
     paraphrase_chunk,
     round_trip,
+    round_trip_sentences,
     source_form,
 )
+from aligntax.augment.lm_paraphrase import lm_paraphrases
 from aligntax.config import ConfigError
 from aligntax.ner import Entity, NerConfig, load_ner
 
@@ -77,6 +80,39 @@ def test_filters_and_accounting():
     json.dumps(counts)
 
 
+def test_sentences_form_round_trips_each_sentence_and_keeps_separators():
+    table = {"i clogged the toilet.": ["I blocked the toilet."], "it went fine!": ["It was fine!"],
+             "we left.": ["We went."], "one sentence, two clauses.": ["One phrase, two clauses."]}
+    texts = ["I clogged the toilet.  It went fine!\nWe left.", "One sentence, two clauses.", "I clogged the toilet. Gone?"]
+    out = round_trip_sentences(TableEngine(table), texts, "de")
+    # each sentence alone, rejoined with its own whitespace; a one-sentence summary gives no candidate
+    # (it would repeat the as_is form); one untranslatable sentence voids the candidate
+    assert out == [["I blocked the toilet.  It was fine!\nWe went."], [], []]
+
+    cfg = BacktranslateConfig(engine="marian", pivots=["de"], inputs=["as_is", "sentences"], min_meaning=0.5)
+    table["i clogged the toilet. it went fine!"] = ["I clogged the toilet. it did not go well!"]
+    df, counts = paraphrase_chunk(raw(["i clogged the toilet. it went fine!"]), cfg, TableEngine(table), FakeNer(),
+                                  lambda refs, cands: np.full(len(cands), 0.9))
+    assert list(df["text"]) == ["i clogged the toilet. it went fine!", "i blocked the toilet. it was fine!"]
+    assert counts["candidates"]["backtranslation"] == {"generated": 2, "kept": 1, "dropped": {"negation": 1}}
+
+
+def test_lm_paraphrases_of_a_post_do_not_depend_on_the_other_posts(tiny_llama_dir):
+    model, tok = lm.load_lm(str(tiny_llama_dir), "unused")
+    gen = (model, tok, lm.newline_ids(tok))
+
+    def sample(summaries, seeds):
+        return lm_paraphrases(gen, summaries, 3, 32, 8, 4, seeds, 1.0, 1.0)
+
+    alone = sample(["my dog ate my homework."], [11])
+    together = sample(["i mowed the lawn.", "my dog ate my homework.", "we left early."], [5, 11, 7])
+    assert [len(x) for x in together] == [3, 3, 3]
+    assert together[1] == alone[0]  # same post, same seed: same samples, whatever else was sampled
+    assert sample(["my dog ate my homework."], [12]) != alone  # the seed is used
+    with pytest.raises(ValueError):
+        sample(["a.", "b."], [1])  # one seed per summary
+
+
 def test_max_paraphrases_and_no_meaning_filter():
     table = {"a short summary here.": ["a brief summary here.", "a short recap here.", "one short summary."]}
     cfg = BacktranslateConfig(engine="marian", pivots=["de"], inputs=["as_is"], beams=3, per_pivot=3,
@@ -92,8 +128,8 @@ def test_lm_paraphraser_fills_only_the_gaps_with_the_same_filters():
     cfg = BacktranslateConfig(engine="marian", pivots=["de"], inputs=["as_is", "lower"], min_meaning=0.5)
     asked = []
 
-    def paraphraser(summaries):
-        asked.extend(summaries)
+    def paraphraser(post_ids, summaries):
+        asked.extend(zip(post_ids, summaries, strict=True))
         return [["my dog chewed up my homework in chicago.", "My Dog devoured my homework.", "nope"]
                 for _ in summaries]
 
@@ -101,7 +137,7 @@ def test_lm_paraphraser_fills_only_the_gaps_with_the_same_filters():
         return np.array([0.1 if c == "nope" else 0.9 for c in cands])
 
     df, counts = paraphrase_chunk(raw(list(table)), cfg, TableEngine(table), FakeNer(), meaning, paraphraser)
-    assert asked == ["my dog ate my homework."]  # the post back-translation left without a paraphrase
+    assert asked == [("p1", "my dog ate my homework.")]  # the post back-translation left without a paraphrase
     assert list(df["kind"]) == ["reference", "backtranslation", "reference", "lm_paraphrase"]
     assert df.iloc[3]["text"] == "my dog devoured my homework." and df.iloc[3]["pivot"] == "lm"
     assert counts["candidates"]["lm_paraphrase"] == {"generated": 3, "kept": 1,

@@ -4,6 +4,7 @@ import pytest
 
 from aligntax.augment.text import (
     clean_generation,
+    content_stems,
     insert_words,
     introduces_negation,
     match_case,
@@ -45,6 +46,16 @@ def test_new_entities_is_clifs_filter():
     ents = [ent(para, "boston", "GPE"), ent(para, "mary", "PERSON"), ent(para, "monday", "DATE")]
     assert [e.text for e in new_entities(ref, ents)] == ["mary"]
     assert new_entities(ref, [Entity(0, 10, "GPE", "the boston")]) == []
+
+
+def test_new_entities_compares_content_words_not_surface_strings():
+    ref = "Evacuated a couple thousand people, two 14 year olds and karma's friends."
+    same = ["a couple of thousand", "two 14 years", "karma", "thousand people"]
+    new = ["a thousand dollars", "Afternoon night", "one", "2 months", "Mary"]
+    got = new_entities(ref, [Entity(0, len(t), "X", t) for t in same + new])
+    # stop words and inflections do not make a known entity new; a new word or a stop-word-only entity does
+    assert [e.text for e in got] == new
+    assert content_stems("The stormy weather in Boston's parks") == {"stormi", "weather", "boston", "park"}
 
 
 def test_screen_reasons():
