@@ -1,7 +1,7 @@
 """Wall time of evaluate's generation and of the toxify stage with 1 vs N processes (torchrun, gloo on CPU).
 
-    python bench/procs.py                                   # 1 and 2 processes, default paths
-    python bench/procs.py --procs 1 2 4 --eval-posts 32 --train-posts 64
+    python -m bench.procs                                   # 1 and 2 processes, default paths
+    python -m bench.procs --procs 1 2 4 --eval-posts 32 --train-posts 64
 
 Each run is `python -m torch.distributed.run --standalone --nproc_per_node N bench/procs.py --worker ...`
 (plain python for N=1). Inside, after a barrier, it times `generate_method` on the first
