@@ -1,9 +1,9 @@
 """What INLP and SentenceDebias share: counterfactual contexts, their hidden states, and the
 projection that is applied to the final hidden state (the input of the LM head) at generation.
 
-The fit stages save `sft`'s LM head with the projection folded in, beside a pointer to `sft`
-(``save_projected_model``), so `evaluate` loads models/inlp and models/sentence_debias like any
-other model folder.
+A fit stage (`fit-projection@<method>`, one per entry of params.yaml `fitted:`) saves the LM head
+of the model it was fitted on with the projection folded in, beside a pointer to that model
+(``save_projected_model``), so `evaluate` loads models/<method> like any other model folder.
 
 A context is a text that ends on an attribute word ("... so i called my mom"); its state is the
 LM-head input at that last token, the very vector the projection later edits at every position.
@@ -235,7 +235,7 @@ def load_projection(model_dir: str | Path) -> torch.Tensor:
     path = Path(model_dir) / PROJECTION_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path}: projection not found; create it with its fit stage "
-                                "(`dvc repro fit-projection@inlp` or `dvc repro fit-projection@sentence_debias`)")
+                                f"(`dvc repro fit-projection@{Path(model_dir).name}`)")
     tensors = load_file(str(path))
     if "projection" not in tensors or tensors["projection"].ndim != 2:
         raise ValueError(f"{path}: expected one 2-D tensor named 'projection'; re-run its fit stage")
