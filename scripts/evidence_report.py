@@ -20,6 +20,7 @@ import os
 import platform
 import subprocess
 import time
+from importlib.metadata import version
 from pathlib import Path
 
 import yaml
@@ -46,10 +47,8 @@ def machine() -> str:
                 if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").is_file() else ""
     mem = next((int(line.split()[1]) // 2**20 for line in Path("/proc/meminfo").read_text().splitlines()
                 if line.startswith("MemTotal")), 0) if Path("/proc/meminfo").is_file() else 0
-    import torch
-
     return (f"{cpu}, {os.cpu_count()} cores, {mem} GiB RAM, {platform.system()} {platform.release()}; "
-            f"Python {platform.python_version()}, torch {torch.__version__}; "
+            f"Python {platform.python_version()}, torch {version('torch')}; "
             "(report written here; the runs' thread setting is on their lines)")
 
 
