@@ -92,7 +92,7 @@ def check_params(params: dict[str, Any]) -> dict[str, Any]:
           f"a known section: {', '.join([*TOP_LEVEL, *sections])} (a method's section only while the method is listed)")
     loaded = {name: load_section(params, name, cls) for name, cls in sections.items()}
     reference = loaded["compare"].reference
-    evaluated = [name for name, method in methods.items() if method.folder is not None]
+    evaluated = list(params["methods"])  # checked by the registry; in report order
     check(reference in evaluated, "compare.reference", f"one of the methods: {', '.join(evaluated)}")
     check_hub(loaded)
     return loaded
