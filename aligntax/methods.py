@@ -193,6 +193,9 @@ def section_classes(params: dict[str, Any]) -> dict[str, type]:
             continue
         module = (load_method(method.entry, name) if method.kind == "trained"
                   else import_method(method.kind, name, method.entry))
+        if method.kind == "trained" and module.NEEDS_GROUPS and Path(method.entry.data).name != GROUPS_FILE:
+            raise ConfigError(f"params.yaml: bad value for 'trained.{name}.data'; allowed: the groups artifact "
+                              "data/augment/train/groups.parquet (its module learns from negatives: NEEDS_GROUPS)")
         if module.CONFIG is None:
             continue
         section = method.entry.section
@@ -200,9 +203,6 @@ def section_classes(params: dict[str, Any]) -> dict[str, type]:
             raise ConfigError(f"params.yaml: bad value for '{method.kind}.{name}.section'; allowed: a section of its "
                               f"own ('{section}' is read as {out[section].__name__} by '{owner[section]}')")
         out[section], owner[section] = module.CONFIG, name
-        if method.kind == "trained" and module.NEEDS_GROUPS and Path(method.entry.data).name != GROUPS_FILE:
-            raise ConfigError(f"params.yaml: bad value for 'trained.{name}.data'; allowed: the groups artifact "
-                              "data/augment/train/groups.parquet (its module learns from negatives: NEEDS_GROUPS)")
     return out
 
 
