@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 import socket
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
@@ -19,32 +19,22 @@ from huggingface_hub import try_to_load_from_cache
 from aligntax.augment.backtranslate import BacktranslateConfig
 from aligntax.augment.perturb import PerturbConfig
 from aligntax.augment.toxify import ToxifyConfig
-from aligntax.baselines.cda import CdaConfig
-from aligntax.baselines.dpo import DpoConfig
-from aligntax.baselines.dropout import DropoutConfig
-from aligntax.baselines.inlp import InlpConfig
-from aligntax.baselines.instructive import InstructiveConfig
-from aligntax.baselines.self_debias import SelfDebiasConfig
-from aligntax.baselines.sentence_debias import SentenceDebiasConfig
-from aligntax.baselines.unlikelihood import UnlikelihoodConfig
-from aligntax.config import METHOD_NAME, ConfigError, check, from_dict, load_section, load_seed
+from aligntax.config import ConfigError, check, load_section, load_seed
 from aligntax.data.casing import TruecaseConfig
 from aligntax.data.download import DataConfig
 from aligntax.evaluate.run import EvaluateConfig
+from aligntax.methods import ENTRIES, registry, section_classes
 from aligntax.models import PACKAGED, ModelConfig
 from aligntax.ner import NerConfig
-from aligntax.report.compare import CompareConfig, load_methods
+from aligntax.report.compare import CompareConfig
 from aligntax.report.summary import SummaryConfig
 from aligntax.scoring import ScoringConfig
-from aligntax.train.core import TrainedMethod
-from aligntax.train.loss import LossConfig
 from aligntax.train.trainer import TrainConfig
 
 SECTIONS: dict[str, type] = {
     "data": DataConfig,
     "truecase": TruecaseConfig,
     "model": ModelConfig,
-    "loss": LossConfig,
     "ner": NerConfig,
     "scoring": ScoringConfig,
     "train": TrainConfig,
@@ -54,39 +44,21 @@ SECTIONS: dict[str, type] = {
     "evaluate": EvaluateConfig,
     "compare": CompareConfig,
     "summary": SummaryConfig,
-    "cda": CdaConfig,
-    "dropout": DropoutConfig,
-    "dpo": DpoConfig,
-    "unlikelihood": UnlikelihoodConfig,
-    "inlp": InlpConfig,
-    "sentence_debias": SentenceDebiasConfig,
-    "self_debias": SelfDebiasConfig,
-    "instructive": InstructiveConfig,
 }
-"""Section name -> config dataclass; `seed`, `methods` and `trained` are checked on their own."""
+"""Stage section -> config dataclass. A method's section maps onto its module's CONFIG (the registry,
+aligntax/methods.py); `seed`, `launcher` and the method lists are checked on their own."""
+TOP_LEVEL = ("seed", "launcher", "methods", *ENTRIES)
+"""Top-level keys that are not sections."""
 
 
-def check_inside(key: str, value: str, example: str) -> None:
-    """A path from params must be relative and stay inside the repository."""
-    path = PurePosixPath(value)
-    check(not path.is_absolute() and ".." not in path.parts and "\\" not in value, key,
-          f"a relative path inside the repository, e.g. {example} (no '..', not absolute)")
-
-
-def check_trained(params: dict[str, Any]) -> None:
-    """The `trained:` list: each entry a method module under aligntax/, a known section, a data file."""
-    trained = params.get("trained")
-    check(isinstance(trained, dict) and len(trained) > 0, "trained",
-          "a mapping of method name -> {module, section, data}")
-    for name, entry in trained.items():
-        check(isinstance(name, str) and METHOD_NAME.match(name) is not None, f"trained.{name}",
-              "a name of lower-case letters, digits, '_' or '-'")
-        method = from_dict(TrainedMethod, entry, f"trained.{name}")
-        check_inside(f"trained.{name}.module", method.module, "aligntax/train/sft.py")
-        check(method.module.startswith("aligntax/") and method.module.endswith(".py"), f"trained.{name}.module",
-              "a .py file under aligntax/, e.g. aligntax/baselines/cda.py")
-        check(method.section in SECTIONS, f"trained.{name}.section", "a params section, e.g. train")
-        check_inside(f"trained.{name}.data", method.data, "data/raw/train.parquet")
+def all_sections(params: dict[str, Any]) -> dict[str, type]:
+    """Every section of ``params`` -> its dataclass: the stage sections and the methods' sections."""
+    methods = section_classes(params)
+    for section, cls in methods.items():
+        if section in SECTIONS and SECTIONS[section] is not cls:
+            raise ConfigError(f"params.yaml: bad value for section '{section}'; allowed: a method section other than "
+                              f"the stage sections ({', '.join(SECTIONS)})")
+    return SECTIONS | methods
 
 
 LAUNCHERS = re.compile(r"python|accelerate launch --config_file configs/accelerate/[\w.-]+\.yaml"
@@ -107,18 +79,21 @@ def check_launcher(params: dict[str, Any]) -> None:
 
 def check_params(params: dict[str, Any]) -> dict[str, Any]:
     """Load every section strictly; returns the loaded configs by section (raises ConfigError)."""
-    unknown = sorted(set(params) - set(SECTIONS) - {"seed", "launcher", "methods", "trained"})
-    check(not unknown, unknown[0] if unknown else "",
-          "a known section: seed, launcher, methods, trained, " + ", ".join(SECTIONS))
     load_seed(params)
     check_launcher(params)
-    methods = load_methods(params)
-    for name, folder in methods.items():
-        check_inside(f"methods.{name}", folder, "models/sft")
-    check_trained(params)
-    loaded = {name: load_section(params, name, cls) for name, cls in SECTIONS.items()}
+    methods = registry(params)
+    sections = all_sections(params)
+    for name, method in methods.items():  # a method's own section must be there: the recipe adds it
+        if method.entry is not None:
+            check(method.entry.section in SECTIONS or method.entry.section in params, f"{method.kind}.{name}.section",
+                  f"a params section, e.g. {'train' if method.kind == 'trained' else name}")
+    unknown = sorted(set(params) - set(sections) - set(TOP_LEVEL))
+    check(not unknown, unknown[0] if unknown else "",
+          f"a known section: {', '.join([*TOP_LEVEL, *sections])} (a method's section only while the method is listed)")
+    loaded = {name: load_section(params, name, cls) for name, cls in sections.items()}
     reference = loaded["compare"].reference
-    check(reference in methods, "compare.reference", f"one of the methods: {', '.join(methods)}")
+    evaluated = list(params["methods"])  # checked by the registry; in report order
+    check(reference in evaluated, "compare.reference", f"one of the methods: {', '.join(evaluated)}")
     check_hub(loaded)
     return loaded
 

@@ -6,7 +6,7 @@ tokenizer in every model folder) one inode. A file is counted once per inode (st
 the first place it is met: models/*, data/, metrics/, dvclive/, checkpoints/, reports/, then
 .dvc/cache (which then only adds what the workspace does not hold).
 
-    python bench/disk.py [--root .]
+    python -m bench.disk [--root .]
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Wall time of evaluate's generation and of the toxify stage with 1 vs N processes (torchrun, gloo on CPU).
 
-    python bench/procs.py                                   # 1 and 2 processes, default paths
-    python bench/procs.py --procs 1 2 4 --eval-posts 32 --train-posts 64
+    python -m bench.procs                                   # 1 and 2 processes, default paths
+    python -m bench.procs --procs 1 2 4 --eval-posts 32 --train-posts 64
 
-Each run is `python -m torch.distributed.run --standalone --nproc_per_node N bench/procs.py --worker ...`
+Each run is `python -m torch.distributed.run --standalone --nproc_per_node N -m bench.procs --worker ...`
 (plain python for N=1). Inside, after a barrier, it times `generate_method` on the first
 --eval-posts eval posts (params.yaml evaluate.generate, batches of --batch-size, the base model) and
 `run_toxify` on the first --train-posts train posts (params.yaml toxify, chunk size --chunk-size
@@ -26,21 +26,21 @@ import tempfile
 import time
 from pathlib import Path
 
+import pandas as pd
+
+from aligntax import distributed
+from aligntax.augment.toxify import ToxifyConfig, run_toxify
+from aligntax.config import load_section, load_seed, read_params
+from aligntax.evaluate.run import EvaluateConfig, generate_method, load_decoding, select_posts
+from aligntax.io import read_parquet
+from aligntax.models import ModelConfig
+from aligntax.schema import RAW
+from aligntax.scoring import ScoringConfig, load_toxicity_scorer
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def worker(args: argparse.Namespace) -> None:
-    import pandas as pd
-
-    from aligntax import distributed
-    from aligntax.augment.toxify import ToxifyConfig, run_toxify
-    from aligntax.config import load_section, load_seed, read_params
-    from aligntax.evaluate.run import EvaluateConfig, generate_method, load_decoding, select_posts
-    from aligntax.io import read_parquet
-    from aligntax.models import ModelConfig
-    from aligntax.schema import RAW
-    from aligntax.scoring import ScoringConfig, load_toxicity_scorer
-
     params = read_params(args.params)
     cfg = load_section(params, "evaluate", EvaluateConfig)
     cfg = dataclasses.replace(cfg, generate=dataclasses.replace(cfg.generate, batch_size=args.batch_size))
@@ -75,7 +75,7 @@ def launch(args: argparse.Namespace, procs: int) -> dict:
            "TOKENIZERS_PARALLELISM": "false"}
     launcher = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(procs)] if procs > 1 else []
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, *launcher, __file__, "--worker", "--tmp", tmp, "--params", args.params,
+        cmd = [sys.executable, *launcher, "-m", "bench.procs", "--worker", "--tmp", tmp, "--params", args.params,
                "--model", args.model, "--eval", args.eval, "--train", args.train, "--scorers", args.scorers,
                "--eval-posts", str(args.eval_posts), "--train-posts", str(args.train_posts),
                "--chunk-size", str(args.chunk_size), "--batch-size", str(args.batch_size)]

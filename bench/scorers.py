@@ -1,6 +1,6 @@
 """Benchmark the configured scorers: load time and throughput on real rows. Prints numbers.
 
-    python bench/scorers.py [--params params.yaml] [--scorers models/scorers]
+    python -m bench.scorers [--params params.yaml] [--scorers models/scorers]
 
 Toxicity: the TL;DR summaries (the texts the pipeline scores) and the toxicity sample comments.
 Faithfulness: TL;DR (post, summary) pairs and FRANK (article, summary) pairs. Each run is
@@ -12,16 +12,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from aligntax.config import load_section  # noqa: E402
-from aligntax.ner import NerConfig, load_ner  # noqa: E402
-from aligntax.scoring import ScoringConfig, load_faithfulness_scorer, load_toxicity_scorer  # noqa: E402
-from aligntax.scoring.fit import read_jsonl  # noqa: E402
+from aligntax.config import load_section
+from aligntax.ner import NerConfig, load_ner
+from aligntax.scoring import ScoringConfig, load_faithfulness_scorer, load_toxicity_scorer
+from aligntax.scoring.fit import read_jsonl
 
 
 def timed(fn, n: int) -> str:

@@ -10,8 +10,9 @@ OUT=${OUT:-reports/evidence}
 save() {  # save <name> <start epoch seconds>; run.json last: it marks a complete run
   mkdir -p "$OUT/$1/evaluate"
   cp reports/comparison.md reports/tradeoff.png metrics/compare.json params.yaml "$OUT/$1/"
-  cp metrics/train_*.json metrics/evaluate/*.json "$OUT/$1/evaluate/"
-  cp metrics/train_contrastive.json "$OUT/$1/"
+  cp metrics/evaluate/*.json "$OUT/$1/evaluate/"
+  for f in metrics/train/*.json; do cp "$f" "$OUT/$1/evaluate/train_$(basename "$f")"; done
+  cp metrics/train/contrastive.json "$OUT/$1/train_contrastive.json"
   printf '{"date": "%s", "commit": "%s", "seconds": %d, "omp_num_threads": "%s"}\n' "$(date -u +%Y-%m-%dT%H:%MZ)" \
     "$(git rev-parse --short HEAD)" "$(( $(date +%s) - $2 ))" "${OMP_NUM_THREADS:-unset}" > "$OUT/$1/run.json"
 }

@@ -20,6 +20,7 @@ import os
 import platform
 import subprocess
 import time
+from importlib.metadata import version
 from pathlib import Path
 
 import yaml
@@ -46,10 +47,8 @@ def machine() -> str:
                 if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").is_file() else ""
     mem = next((int(line.split()[1]) // 2**20 for line in Path("/proc/meminfo").read_text().splitlines()
                 if line.startswith("MemTotal")), 0) if Path("/proc/meminfo").is_file() else 0
-    import torch
-
     return (f"{cpu}, {os.cpu_count()} cores, {mem} GiB RAM, {platform.system()} {platform.release()}; "
-            f"Python {platform.python_version()}, torch {torch.__version__}; "
+            f"Python {platform.python_version()}, torch {version('torch')}; "
             "(report written here; the runs' thread setting is on their lines)")
 
 
@@ -113,6 +112,12 @@ def seed_spread(runs: list[Path]) -> list[str]:
     return lines if len(lines) > 2 else []
 
 
+def train_seconds(train: dict) -> float:
+    """The training loop's seconds: ``seconds.train`` of a training metrics JSON (a plain number in older runs)."""
+    seconds = train["seconds"]
+    return float(seconds["train"] if isinstance(seconds, dict) else seconds)
+
+
 def run_facts(run: Path) -> str:
     facts = json.loads((run / "run.json").read_text()) if (run / "run.json").is_file() else {}
     train = json.loads((run / "train_contrastive.json").read_text())
@@ -122,7 +127,7 @@ def run_facts(run: Path) -> str:
     pools = [rows.get(k, 0) for k in ("pool_entity", "pool_content", "pool_fallback")]
     pooled = (f"; pooled variants: {pools[0]} entity, {pools[1]} content words, {pools[2]} all tokens"
               if sum(pools) else "")
-    return (f"{wall}; train@contrastive {train['seconds']:.0f} s, {train['steps']} steps, seed "
+    return (f"{wall}; train@contrastive {train_seconds(train):.0f} s, {train['steps']} steps, seed "
             f"{train.get('seed', '?')}, scale {train['scale']}, mean w {train['w_posts_mean']:.2f}, "
             f"{rows['posts_contrastive']} of {rows['posts']} posts with a group{pooled}")
 

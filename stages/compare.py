@@ -26,6 +26,7 @@ def main() -> None:
     from aligntax.config import from_dict, load_section, load_seed, read_params
     from aligntax.evaluate.metrics import MetricsConfig
     from aligntax.io import atomic_path, write_json
+    from aligntax.methods import load_methods
     from aligntax.report.compare import (
         CompareConfig,
         adjust,
@@ -33,12 +34,13 @@ def main() -> None:
         compare_preferences,
         key_metrics,
         load_inputs,
-        load_methods,
         tradeoff_points,
     )
     from aligntax.report.render import instruments, markdown, tradeoff_png
     from aligntax.scoring import ScoringConfig
+    from aligntax.timing import Timer
 
+    timer = Timer()
     params = read_params(args.params)
     cfg = load_section(params, "compare", CompareConfig)
     boot = from_dict(MetricsConfig, (params.get("evaluate") or {}).get("metrics") or {}, "evaluate.metrics")
@@ -50,19 +52,22 @@ def main() -> None:
         if not path.is_file():
             raise FileNotFoundError(f"{path}: scorer validation not found; run `dvc repro validate-scorers`")
         header = instruments(json.loads(path.read_text()), scoring.toxicity.backend, scoring.faithfulness.backend)
-    metrics, scores, prefs = load_inputs(methods, args.metrics_dir, args.eval_dir)
+    with timer.phase("read"):
+        metrics, scores, prefs = load_inputs(methods, args.metrics_dir, args.eval_dir)
     seed = load_seed(params)
-    table = compare(methods, metrics, scores, cfg, boot, seed)
-    pref_table = compare_preferences(methods, metrics, prefs, cfg, boot, seed)
-    adjust(table, pref_table, cfg.reference)
+    with timer.phase("compare"):
+        table = compare(methods, metrics, scores, cfg, boot, seed)
+        pref_table = compare_preferences(methods, metrics, prefs, cfg, boot, seed)
+        adjust(table, pref_table, cfg.reference)
 
-    report = markdown(table, cfg.reference, boot.confidence,
-                      os.path.relpath(args.png, os.path.dirname(args.report) or "."), pref_table, header)
-    tradeoff_png(table, cfg.reference, args.png)
-    with atomic_path(args.report) as tmp:
-        tmp.write_text(report)
-    write_json(tradeoff_points(table), args.plot_data)
-    write_json(key_metrics(table, pref_table), args.metrics)
+    with timer.phase("report"):
+        report = markdown(table, cfg.reference, boot.confidence,
+                          os.path.relpath(args.png, os.path.dirname(args.report) or "."), pref_table, header)
+        tradeoff_png(table, cfg.reference, args.png)
+        with atomic_path(args.report) as tmp:
+            tmp.write_text(report)
+        write_json(tradeoff_points(table), args.plot_data)
+    write_json({**key_metrics(table, pref_table), "seconds": timer.seconds()}, args.metrics)
 
 
 if __name__ == "__main__":

@@ -15,13 +15,17 @@ def main() -> None:
     from aligntax.data.download import DataConfig, download
     from aligntax.io import write_json, write_parquet
     from aligntax.schema import RAW
+    from aligntax.timing import Timer
 
+    timer = Timer()
     params = read_params(args.params)
     cfg = load_section(params, "data", DataConfig)
-    train, evals, metrics = download(cfg, load_seed(params), args.sample)
-    write_parquet(train, args.train_out, RAW)
-    write_parquet(evals, args.eval_out, RAW)
-    write_json(metrics, args.metrics)
+    with timer.phase("download"):
+        train, evals, metrics = download(cfg, load_seed(params), args.sample)
+    with timer.phase("write"):
+        write_parquet(train, args.train_out, RAW)
+        write_parquet(evals, args.eval_out, RAW)
+    write_json({**metrics, "seconds": timer.seconds()}, args.metrics)
 
 
 if __name__ == "__main__":

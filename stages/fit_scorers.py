@@ -20,16 +20,19 @@ def main() -> None:
     from aligntax.ner import NerConfig, load_ner
     from aligntax.scoring import ScoringConfig
     from aligntax.scoring.fit import fit_scorers, read_jsonl
+    from aligntax.timing import Timer
 
+    timer = Timer()
     params = read_params(args.params)
     cfg = load_section(params, "scoring", ScoringConfig)
-    ner = load_ner(load_section(params, "ner", NerConfig))
-    tox = read_jsonl(args.toxicity, "toxicity")
-    frank = read_jsonl(args.faithfulness, "faithfulness")
-    tldr = read_jsonl(args.tldr, "tldr")
-    with atomic_dir(args.out) as tmp:
+    with timer.phase("load"):
+        ner = load_ner(load_section(params, "ner", NerConfig))
+        tox = read_jsonl(args.toxicity, "toxicity")
+        frank = read_jsonl(args.faithfulness, "faithfulness")
+        tldr = read_jsonl(args.tldr, "tldr")
+    with timer.phase("fit"), atomic_dir(args.out) as tmp:
         metrics = fit_scorers(cfg, ner, load_seed(params), tox, frank, tldr, Path(tmp))
-    write_json(metrics, args.metrics)
+    write_json({**metrics, "seconds": timer.seconds()}, args.metrics)
 
 
 if __name__ == "__main__":

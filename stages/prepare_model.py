@@ -12,9 +12,13 @@ def main() -> None:
     from aligntax.config import load_section, read_params
     from aligntax.io import write_json
     from aligntax.models import ModelConfig, prepare_base_model
+    from aligntax.timing import Timer
 
+    timer = Timer()
     cfg = load_section(read_params(args.params), "model", ModelConfig)
-    write_json(prepare_base_model(cfg, args.out), args.metrics)
+    with timer.phase("prepare"):
+        facts = prepare_base_model(cfg, args.out)
+    write_json({**facts, "seconds": timer.seconds()}, args.metrics)
 
 
 if __name__ == "__main__":

@@ -31,9 +31,10 @@ def main() -> None:
     # DVCLive folder written so far is removed (core.removed_on_failure) and no partial output stays.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     from aligntax.io import read_parquet, write_json
+    from aligntax.methods import TrainedMethod, load_method
     from aligntax.models import ModelConfig
     from aligntax.schema import GROUPS, RAW
-    from aligntax.train.core import TrainedMethod, TrainInputs, load_method, train_method
+    from aligntax.train.core import TrainInputs, train_method
     from aligntax.train.trainer import TrainConfig
 
     params = read_params(args.params)

@@ -19,14 +19,19 @@ def main() -> None:
     from aligntax.scoring import ScoringConfig
     from aligntax.scoring.fit import read_jsonl, read_split
     from aligntax.scoring.validate import validate_scorers
+    from aligntax.timing import Timer
 
+    timer = Timer()
     params = read_params(args.params)
     cfg = load_section(params, "scoring", ScoringConfig)
-    ner = load_ner(load_section(params, "ner", NerConfig))
-    split = read_split(args.scorers)
-    metrics = validate_scorers(cfg, args.scorers, ner, load_seed(params), read_jsonl(args.toxicity, "toxicity"),
-                               read_jsonl(args.faithfulness, "faithfulness"), read_jsonl(args.tldr, "tldr"), split)
-    write_json(metrics, args.metrics)
+    with timer.phase("load"):
+        ner = load_ner(load_section(params, "ner", NerConfig))
+        split = read_split(args.scorers)
+        samples = [read_jsonl(args.toxicity, "toxicity"), read_jsonl(args.faithfulness, "faithfulness"),
+                   read_jsonl(args.tldr, "tldr")]
+    with timer.phase("validate"):
+        metrics = validate_scorers(cfg, args.scorers, ner, load_seed(params), *samples, split)
+    write_json({**metrics, "seconds": timer.seconds()}, args.metrics)
 
 
 if __name__ == "__main__":

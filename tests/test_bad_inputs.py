@@ -23,7 +23,7 @@ def _params_cases() -> list[tuple[str, str, str]]:
 
 
 def _set(params: dict, key: str, value) -> None:
-    if key.startswith(("methods.", "trained.")):
+    if key.startswith(("methods.", "trained.", "fitted.", "decoding.")):
         section, name = key.split(".", 1)
         params[section][name] = value
         return

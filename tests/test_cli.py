@@ -25,7 +25,7 @@ def test_stage_module_imports_no_heavy_library(stage):
 
 
 def test_every_argument_of_the_light_stages_has_help_and_default():
-    out = subprocess.run([sys.executable, "bench/stage_help.py", "--limit", "30", *LIGHT], cwd=ROOT,
+    out = subprocess.run([sys.executable, "tests/stage_help.py", "--limit", "30", *LIGHT], cwd=ROOT,
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr
     rows = [line.split() for line in out.stdout.splitlines()[1:]]

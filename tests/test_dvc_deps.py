@@ -1,76 +1,61 @@
-"""Every stage's deps cover every aligntax module its script imports (directly or through others),
-so a code change re-runs exactly the stages it affects."""
+"""Every stage's deps cover every aligntax module its script imports (directly, through others, or by
+path through the method registry), so a code change re-runs exactly the stages it affects; and
+dvc.yaml holds what `make deps` (scripts/deps.py) writes."""
 
-import ast
-import re
 from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+from scripts.deps import DYNAMIC, ROOT, closure, method_modules, render, stage_script
 
 
-def _module_file(name: str) -> Path | None:
-    base = ROOT / Path(*name.split("."))
-    for path in (base.with_suffix(".py"), base / "__init__.py"):
-        if path.is_file():
-            return path
-    return None
-
-
-def _imports(path: Path) -> set[str]:
-    """Project modules imported anywhere in ``path`` (top level or inside functions)."""
-    names = set()
-    package = ".".join(path.relative_to(ROOT).with_suffix("").parts[:-1])
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            names.update(a.name for a in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            mod = node.module or ""
-            if node.level:
-                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
-                mod = ".".join([*parts, mod]) if mod else ".".join(parts)
-            names.add(mod)
-            names.update(f"{mod}.{a.name}" for a in node.names)
-    return {n for n in names if n.split(".")[0] in ("aligntax", "stages") and _module_file(n)}
-
-
-def closure(module: str) -> set[Path]:
-    """Files of ``module`` and every project module it reaches, parent packages included."""
-    seen: set[Path] = set()
-    todo = [module]
-    while todo:
-        name = todo.pop()
-        parts = name.split(".")
-        for i in range(1, len(parts) + 1):  # importing a.b.c runs a/__init__ and a/b/__init__
-            path = _module_file(".".join(parts[:i]))
-            if path and path not in seen:
-                seen.add(path)
-                todo.extend(_imports(path))
-    return seen
-
-
-def _covered(path: Path, deps: list[str]) -> bool:
-    rel = path.relative_to(ROOT).as_posix()
+def _covered(rel: str, deps: list[str]) -> bool:
     return any(rel == d.rstrip("/") or rel.startswith(d.rstrip("/") + "/") for d in deps)
 
 
 def test_every_stage_lists_its_import_closure():
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
     missing = {}
     for name, stage in stages.items():
         body = stage.get("do", stage)
-        match = re.search(r"-m (stages\.\w+)", body["cmd"])
-        assert match, f"stage {name}: command does not run a stages/ script"
+        script = stage_script(body)
         deps = [d for d in body.get("deps", []) if isinstance(d, str)]
-        lacking = sorted(p.relative_to(ROOT).as_posix() for p in closure(match.group(1))
-                         if p.name != "__init__.py" or p.parent.name != "stages"
-                         if not _covered(p, deps))
-        if lacking:
-            missing[name] = lacking
-    assert not missing, f"deps missing from dvc.yaml: {missing}"
+        items = params.get(stage["foreach"].strip("${}"), {}) if "foreach" in stage else {None: None}
+        for key, item in items.items():
+            # a templated stage: resolve ${item.module} for each entry it iterates
+            own = [item["module"]] if isinstance(item, dict) and "${item.module}" in deps else []
+            files = closure(script)
+            for module in own or method_modules(params, DYNAMIC.get(script, ())):  # what it imports by path
+                files |= closure(".".join(Path(module).with_suffix("").parts))
+            lacking = sorted(rel for p in files if (rel := p.relative_to(ROOT).as_posix()) != "stages/__init__.py"
+                             if not _covered(rel, deps + own))
+            if lacking:
+                missing[f"{name}@{key}" if key else name] = lacking
+    assert not missing, f"deps missing from dvc.yaml (run `make deps`): {missing}"
+
+
+def test_dvc_yaml_is_what_make_deps_writes():
+    text = (ROOT / "dvc.yaml").read_text()
+    assert render(text, yaml.safe_load((ROOT / "params.yaml").read_text())) == text, "run `make deps`"
+
+
+def test_a_missing_import_is_caught(tmp_path):
+    """Drop one code dep of a stage: the rendered file puts it back, and the coverage check names it."""
+    text = (ROOT / "dvc.yaml").read_text()
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    broken = text.replace("      - stages/download.py\n      - aligntax/__init__.py\n", "      - stages/download.py\n", 1)
+    assert broken != text and render(broken, params) == text
+    deps = yaml.safe_load(broken)["stages"]["download"]["deps"]
+    assert not _covered("aligntax/__init__.py", deps)
 
 
 def test_the_walk_finds_indirect_imports():
     files = {p.relative_to(ROOT).as_posix() for p in closure("stages.download")}
     assert {"stages/download.py", "aligntax/data/download.py", "aligntax/config.py"} <= files
+
+
+def test_check_params_depends_on_the_whole_package():
+    """Its stamp never changes, so depending on every module costs one cheap re-run and nothing after it."""
+    stage = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["check-params"]
+    assert stage["deps"] == ["stages/check_params.py", "aligntax"]

@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from aligntax.config import ConfigError, read_params
-from aligntax.sections import SECTIONS, check_params
+from aligntax.sections import SECTIONS, TOP_LEVEL, all_sections, check_params
 
 ROOT = Path(__file__).resolve().parents[1]
 STAMP = "data/params.ok"
@@ -20,8 +20,20 @@ def _params() -> dict:
 def test_shipped_params_pass_and_every_section_is_known():
     params = _params()
     loaded = check_params(params)
-    assert set(loaded) == set(SECTIONS)
-    assert set(params) == set(SECTIONS) | {"seed", "launcher", "methods", "trained"}
+    sections = all_sections(params)
+    assert set(loaded) == set(sections) and set(SECTIONS) < set(sections)
+    assert set(params) == set(sections) | set(TOP_LEVEL)
+    assert set(TOP_LEVEL) == {"seed", "launcher", "methods", "trained", "fitted", "decoding"}
+
+
+def test_a_method_section_is_known_only_while_its_method_is_listed():
+    """A method's section maps onto its module's CONFIG through the registry: no list of sections to edit."""
+    params = _params()
+    del params["trained"]["dpo"], params["methods"]["dpo"]
+    with pytest.raises(ConfigError, match=r"'dpo'; allowed: a known section.*only while the method is listed"):
+        check_params(params)
+    del params["dpo"]
+    check_params(params)
 
 
 @pytest.mark.parametrize("edit, message", [
@@ -32,6 +44,11 @@ def test_shipped_params_pass_and_every_section_is_known():
     (lambda p: p["loss"].update({"alpha": float("inf")}), r"loss.alpha'; allowed: a finite number"),
     (lambda p: p["train"].update({"epochs": float("nan")}), r"train.epochs'; allowed: a finite number"),
     (lambda p: p.update({"trian": {}}), r"'trian'; allowed: a known section"),
+    (lambda p: p["fitted"]["inlp"].update({"section": "nope"}), r"'fitted.inlp.section'; allowed: a params section"),
+    (lambda p: p["decoding"].update({"sft": p["decoding"]["instructive"]}), r"'decoding.sft'; allowed: a name in one list"),
+    (lambda p: p["trained"]["cda"].update({"section": "dpo"}),
+     r"'trained.dpo.section'; allowed: a section of its own \('dpo' is read as CdaConfig by 'cda'\)"),
+    (lambda p: p["trained"]["dpo"].update({"data": "data/raw/train.parquet"}), r"'trained.dpo.data'; allowed: the groups"),
     (lambda p: p["compare"].update({"reference": "nope"}), r"compare.reference'; allowed: one of the methods"),
 ])
 def test_bad_params_fail_with_the_key(edit, message):

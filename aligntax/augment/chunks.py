@@ -19,7 +19,6 @@ import hashlib
 import json
 import logging
 import shutil
-from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -214,11 +213,6 @@ def run_chunked(
 def _finished(chunk: Path) -> bool:
     """A chunk counts as done once its rows and its counts are both written (each atomically)."""
     return chunk.is_file() and chunk.with_suffix(".json").is_file()
-
-
-def kind_counts(rows: pd.DataFrame) -> dict[str, int]:
-    """Rows per ``kind``, sorted by kind name."""
-    return dict(sorted(Counter(rows["kind"]).items())) if len(rows) else {}
 
 
 RAW_INPUT = dataclasses.replace(RAW, required_text=("id",))

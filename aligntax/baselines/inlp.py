@@ -22,10 +22,10 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from aligntax.baselines.projection import (
     ProjectionFitConfig,
+    axis_probes,
     context_states,
     extend_basis,
     held_out_split,
-    probe_accuracy,
     tuple_counts,
 )
 from aligntax.config import check
@@ -45,6 +45,10 @@ class InlpConfig(ProjectionFitConfig):
         super().__post_init__()
         check(self.n_iterations >= 1, "inlp.n_iterations", "an integer >= 1")
         check(self.regularization > 0, "inlp.regularization", "a number > 0")
+
+
+CONFIG = InlpConfig
+"""Its params section's dataclass (aligntax/methods.py: a fitted method's module defines CONFIG and fit)."""
 
 
 def inlp_projection(
@@ -76,7 +80,7 @@ def inlp_projection(
     return np.eye(dim) - basis @ basis.T, accuracies
 
 
-def fit_inlp(
+def fit(
     model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], cfg: InlpConfig, seed: int
 ) -> tuple[np.ndarray, dict]:
     """Fit the INLP projection on ``model``'s hidden states; returns (P [H, H] float32, metrics)."""
@@ -88,18 +92,13 @@ def fit_inlp(
         rows = (contexts["axis"] == wl.axis).to_numpy()
         x, y = states[rows], contexts["cls"].to_numpy()[rows]
         dev = held_out_split(contexts["tuple_id"].to_numpy()[rows], cfg.held_out_fraction, seed)
-        before = probe_accuracy(x[~dev] @ projection, y[~dev], x[dev] @ projection, y[dev], seed)
+        before = projection  # the earlier axes' directions are already gone
         projection, train_acc = inlp_projection(x[~dev], y[~dev], cfg.n_iterations, cfg.regularization, seed,
                                                 start=projection)
-        after = probe_accuracy(x[~dev] @ projection, y[~dev], x[dev] @ projection, y[dev], seed)
-        chance = float(np.bincount(y[dev]).max() / max(len(y[dev]), 1))
         metrics["axes"][wl.axis] = {
             **tuple_counts(contexts, rows),
-            "held_out_probe_accuracy_before": before,
-            "held_out_probe_accuracy_after": after,
-            "chance_accuracy": chance,
+            **axis_probes(x, y, dev, before, projection, seed, f"inlp {wl.axis}"),
             "classifier_train_accuracy": train_acc,
         }
-        log.info("inlp %s: held-out probe %.3f -> %.3f (chance %.3f)", wl.axis, before, after, chance)
     metrics["rank_removed"] = int(round(dim - np.trace(projection)))
     return projection.astype(np.float32), metrics

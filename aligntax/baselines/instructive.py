@@ -26,6 +26,10 @@ class InstructiveConfig:
         check(self.prefix.strip() != "", "instructive.prefix", "a non-empty instruction")
 
 
+CONFIG = InstructiveConfig
+"""Its params section's dataclass (aligntax/methods.py: a decoding method's module defines CONFIG)."""
+
+
 def instructed_prompt(cfg: InstructiveConfig, template: str, post: str) -> str:
     """The exact model input for ``post``: the instruction, then the shared prompt."""
     return cfg.prefix + build_prompt(template, post)

@@ -1,9 +1,9 @@
 """What INLP and SentenceDebias share: counterfactual contexts, their hidden states, and the
 projection that is applied to the final hidden state (the input of the LM head) at generation.
 
-The fit stages save `sft`'s LM head with the projection folded in, beside a pointer to `sft`
-(``save_projected_model``), so `evaluate` loads models/inlp and models/sentence_debias like any
-other model folder.
+A fit stage (`fit-projection@<method>`, one per entry of params.yaml `fitted:`) saves the LM head
+of the model it was fitted on with the projection folded in, beside a pointer to that model
+(``save_projected_model``), so `evaluate` loads models/<method> like any other model folder.
 
 A context is a text that ends on an attribute word ("... so i called my mom"); its state is the
 LM-head input at that last token, the very vector the projection later edits at every position.
@@ -24,6 +24,10 @@ import numpy as np
 import pandas as pd
 import torch
 from safetensors.torch import load_file, save_file
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
@@ -43,7 +47,11 @@ TEMPLATES = (
 """Semantically bleached frames (after May et al. 2019 / Liang et al. 2020) that end on the word."""
 PROJECTION_FILE = "projection.safetensors"
 """File name of the fitted [H, H] projection inside the method's model folder."""
-_SENTENCE = re.compile(r"[^.!?\n]+")
+CLAUSE = re.compile(r"[^.!?\n]+")
+"""A corpus context is cut from a run of text between any . ! ? or line break. Coarser than
+``aligntax.text.split_sentences`` on purpose of history: the fitted projections of the default run
+were drawn from these runs (on the default train posts the two rules give 322 vs 321 gender
+contexts), so switching rules re-fits INLP and SentenceDebias to other numbers."""
 
 
 @dataclass
@@ -103,7 +111,7 @@ def counterfactual_contexts(
             {
                 " ".join(sentence[: m.end()].split()[-max_words:])
                 for text in texts
-                for sentence in (s.group(0) for s in _SENTENCE.finditer(text))
+                for sentence in (s.group(0) for s in CLAUSE.finditer(text))
                 for m in find(sentence, wl)[:1]
             }
         )
@@ -227,7 +235,7 @@ def load_projection(model_dir: str | Path) -> torch.Tensor:
     path = Path(model_dir) / PROJECTION_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path}: projection not found; create it with its fit stage "
-                                "(`dvc repro fit-projection@inlp` or `dvc repro fit-projection@sentence_debias`)")
+                                f"(`dvc repro fit-projection@{Path(model_dir).name}`)")
     tensors = load_file(str(path))
     if "projection" not in tensors or tensors["projection"].ndim != 2:
         raise ValueError(f"{path}: expected one 2-D tensor named 'projection'; re-run its fit stage")
@@ -237,13 +245,23 @@ def load_projection(model_dir: str | Path) -> torch.Tensor:
 def probe_accuracy(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
                    seed: int) -> float:
     """Held-out accuracy of a fresh logistic-regression probe (how much attribute is linearly left)."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-    from threadpoolctl import threadpool_limits
-
     probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, random_state=seed))
     with threadpool_limits(limits=1):
         probe.fit(x_train, y_train)
         return float(probe.score(x_test, y_test))
 
+
+def axis_probes(x: np.ndarray, y: np.ndarray, dev: np.ndarray, before: np.ndarray | None, after: np.ndarray,
+                seed: int, name: str) -> dict[str, float]:
+    """One axis's held-out probe accuracy on its states ``x`` under the projection ``before`` (None: as
+    they are) and ``after``, and the chance level. ``dev`` marks the held-out rows (the probe trains on
+    the others). Logs one line as ``name``."""
+    def accuracy(p: np.ndarray | None) -> float:
+        train, test = (x[~dev], x[dev]) if p is None else (x[~dev] @ p, x[dev] @ p)
+        return probe_accuracy(train, y[~dev], test, y[dev], seed)
+
+    out = {"held_out_probe_accuracy_before": accuracy(before), "held_out_probe_accuracy_after": accuracy(after),
+           "chance_accuracy": float(np.bincount(y[dev]).max() / max(len(y[dev]), 1))}
+    log.info("%s: held-out probe %.3f -> %.3f (chance %.3f)", name, out["held_out_probe_accuracy_before"],
+             out["held_out_probe_accuracy_after"], out["chance_accuracy"])
+    return out

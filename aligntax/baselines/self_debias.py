@@ -45,6 +45,10 @@ class SelfDebiasConfig:
         check(0 < self.epsilon <= 1, "self_debias.epsilon", "a number in (0, 1]")
 
 
+CONFIG = SelfDebiasConfig
+"""Its params section's dataclass (aligntax/methods.py: a decoding method's module defines CONFIG)."""
+
+
 def debias_scores(scores: torch.Tensor, biased: torch.Tensor, decay_constant: float, epsilon: float) -> torch.Tensor:
     """Self-debiased log-probabilities from regular ``scores`` [B, V] and prefixed ``biased`` [K, B, V]."""
     p = scores.float().softmax(-1)

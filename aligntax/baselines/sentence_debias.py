@@ -19,10 +19,10 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from aligntax.baselines.projection import (
     ProjectionFitConfig,
+    axis_probes,
     context_states,
     extend_basis,
     held_out_split,
-    probe_accuracy,
     tuple_counts,
 )
 from aligntax.config import check
@@ -39,6 +39,10 @@ class SentenceDebiasConfig(ProjectionFitConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         check(self.n_components >= 1, "sentence_debias.n_components", "an integer >= 1")
+
+
+CONFIG = SentenceDebiasConfig
+"""Its params section's dataclass (aligntax/methods.py: a fitted method's module defines CONFIG and fit)."""
 
 
 def bias_subspace(states: np.ndarray, tuple_ids: np.ndarray, n_components: int) -> tuple[np.ndarray, np.ndarray]:
@@ -61,7 +65,7 @@ def subspace_projection(directions: np.ndarray) -> np.ndarray:
     return np.eye(directions.shape[1]) - basis @ basis.T
 
 
-def fit_sentence_debias(
+def fit(
     model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], cfg: SentenceDebiasConfig,
     seed: int,
 ) -> tuple[np.ndarray, dict]:
@@ -83,14 +87,7 @@ def fit_sentence_debias(
     projection = subspace_projection(np.vstack(directions))
     for wl in lists:
         rows = (contexts["axis"] == wl.axis).to_numpy()
-        x, y, dev = states[rows], contexts["cls"].to_numpy()[rows], dev_all[rows]
-        axis = metrics["axes"][wl.axis]
-        axis["held_out_probe_accuracy_before"] = probe_accuracy(x[~dev], y[~dev], x[dev], y[dev], seed)
-        axis["held_out_probe_accuracy_after"] = probe_accuracy(
-            x[~dev] @ projection, y[~dev], x[dev] @ projection, y[dev], seed
-        )
-        axis["chance_accuracy"] = float(np.bincount(y[dev]).max() / max(len(y[dev]), 1))
-        log.info("sentence_debias %s: held-out probe %.3f -> %.3f", wl.axis,
-                 axis["held_out_probe_accuracy_before"], axis["held_out_probe_accuracy_after"])
+        metrics["axes"][wl.axis].update(axis_probes(states[rows], contexts["cls"].to_numpy()[rows], dev_all[rows], None,
+                                                    projection, seed, f"sentence_debias {wl.axis}"))
     metrics["rank_removed"] = int(round(dim - np.trace(projection)))
     return projection.astype(np.float32), metrics

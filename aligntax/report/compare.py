@@ -49,17 +49,6 @@ class CompareConfig:
         check(METHOD_NAME.match(self.reference) is not None, "compare.reference", "a method name listed under 'methods'")
 
 
-def load_methods(params: dict[str, Any]) -> dict[str, str]:
-    """The top-level ``methods`` mapping of params.yaml: method name -> model folder."""
-    methods = params.get("methods")
-    check(isinstance(methods, dict) and len(methods) > 0, "methods", "a mapping of method name -> model folder")
-    for name, model in methods.items():
-        check(isinstance(name, str) and METHOD_NAME.match(name) is not None, f"methods.{name}",
-              "a name of lower-case letters, digits, '_' or '-'")
-        check(isinstance(model, str) and model.strip() != "", f"methods.{name}", "a model folder, e.g. models/sft")
-    return dict(methods)
-
-
 def read_metrics(path: str | Path) -> dict[str, Any]:
     """A method's evaluate metrics, with the keys the comparison reads checked."""
     data = read_json(path, "evaluate")

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.text import Annotation
+from matplotlib.transforms import Bbox
 
 from aligntax.evaluate.patterns import PATTERNS
 from aligntax.io import write_atomic
 from aligntax.report.compare import verdict
-
-if TYPE_CHECKING:
-    from matplotlib.axes import Axes
-    from matplotlib.text import Annotation
 
 FAITHFULNESS_MEANS = {
     "ensemble": "lexical support of the summary by the post (offline, fitted on FRANK): it rewards copying the "
@@ -144,8 +144,6 @@ _SPOTS = [(dx * r, dy * r, ha, va) for r in (1, 2, 3.5)
 
 def place_labels(ax: Axes, xs: list[float], ys: list[float], names: list[str], colors: list) -> list[Annotation]:
     """Annotate each point with its name at the first free spot of ``_SPOTS`` (a leader line when far)."""
-    from matplotlib.transforms import Bbox
-
     ax.figure.canvas.draw()  # settle the autoscaled limits: boxes are measured in pixels
     renderer = ax.figure.canvas.get_renderer()
     frame = ax.get_window_extent(renderer)
@@ -197,13 +195,12 @@ def preference_lines(prefs: pd.DataFrame, reference: str, confidence: float) -> 
 
 
 def tradeoff_png(table: pd.DataFrame, reference: str, path: str | Path) -> None:
-    """Scatter of mean toxicity (x) against mean faithfulness (y) with CIs, labelled, written atomically."""
-    import matplotlib
+    """Scatter of mean toxicity (x) against mean faithfulness (y) with CIs, labelled, written atomically.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.8), dpi=100)
+    Drawn on a figure of its own with the Agg canvas (no pyplot state, no display needed)."""
+    fig = Figure(figsize=(6.4, 4.8), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
     colors = []
     for _, r in table.iterrows():
         is_ref = r["method"] == reference
@@ -221,4 +218,3 @@ def tradeoff_png(table: pd.DataFrame, reference: str, path: str | Path) -> None:
     fig.tight_layout()
     place_labels(ax, list(table["toxicity"]), list(table["faithfulness"]), list(table["method"]), colors)
     write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", metadata={"Software": None}))
-    plt.close(fig)

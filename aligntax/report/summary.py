@@ -1,15 +1,18 @@
 """The curated metrics: the few numbers per method a researcher compares across experiments.
 
 `dvc metrics show/diff` and `dvc exp show` read only metrics/summary.json; every other JSON under
-metrics/ is a run fact (seconds, row counts, CIs) kept as a plain output. Values are rounded to
+metrics/ is a run fact (seconds, row counts, CIs) kept as a plain output. The same stage gathers the
+trained methods' loss curves into one table (metrics/train_curves.json) that `dvc plots` draws. Values are rounded to
 ``SummaryConfig.digits`` so float noise from a re-run (BLAS, ~1e-16) never shows as a change,
 and -0.0 is written as 0.0.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,16 +90,13 @@ def method_summary(
 ) -> dict[str, Any]:
     """One method's curated numbers: tox, faith, their deltas vs the reference, preferences, losses."""
     out: dict[str, Any] = {}
-    for key, short in COMPARE_KEYS.items():
-        if not _is_number(compared.get(key)):
+    # the reference's deltas are 0 by construction
+    for key, short in (COMPARE_KEYS | DELTA_KEYS if name != reference else COMPARE_KEYS).items():
+        value = compared.get(key)
+        if key not in compared or not (value is None or _is_number(value)):
             raise ValueError(f"compare metrics of '{name}' lack a number '{key}'; re-create them with `dvc repro compare`")
-        out[short] = rounded(compared[key], digits)
-    if name != reference:  # the reference's deltas are 0 by construction
-        for key, short in DELTA_KEYS.items():
-            if not _is_number(compared.get(key)):
-                raise ValueError(f"compare metrics of '{name}' lack a number '{key}'; "
-                                 "re-create them with `dvc repro compare`")
-            out[short] = rounded(compared[key], digits)
+        # null: undefined for this method (toxicity when every generation is empty), kept as null
+        out[short] = None if value is None else rounded(value, digits)
     # preferences: compare's per-axis groups (`pref_<axis>`, with deltas vs the reference) when it
     # wrote them, else the evaluate JSON's own `preference` object
     groups = {k: preference_values(v, digits) for k, v in compared.items() if str(k).startswith("pref")}
@@ -127,35 +127,48 @@ def summarize(
     return out
 
 
-def reference_and_methods(params: dict[str, Any]) -> tuple[str, list[str]]:
-    """``compare.reference`` and the method names of params.yaml ``methods`` (stage compare validated both).
+def load_reference(params: dict[str, Any], methods: list[str]) -> str:
+    """``compare.reference`` (the method every delta is against), checked to be one of ``methods``.
 
     Read here without importing aligntax.report.compare, which pulls in the evaluation stack.
     """
-    methods = params.get("methods")
-    check(isinstance(methods, dict) and len(methods) > 0, "methods", "a mapping of method name -> model folder")
     reference = (params.get("compare") or {}).get("reference")
     check(isinstance(reference, str) and reference in methods, "compare.reference", "a method name listed under 'methods'")
-    return reference, list(methods)
+    return reference
 
 
 def load_inputs(
-    methods: list[str], compare_path: str | Path, evaluate_dir: str | Path, train_template: str
+    methods: list[str], trained: list[str], compare_path: str | Path, evaluate_dir: str | Path, train_dir: str | Path,
 ) -> tuple[dict[str, Any], dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
-    """compare.json, every method's evaluate JSON and the training JSONs that exist.
-
-    ``train_template`` holds ``{method}``; a method without such a file (base, a decoding-time or
-    projection baseline) simply has no training numbers.
-    """
-    check("{method}" in train_template, "--train-metrics", "a path template holding {method}")
+    """compare.json, every method's evaluate JSON and the training JSON (``<train_dir>/<method>.json``) of
+    each evaluated method that is ``trained``; base, fitted and decoding-time methods have none."""
     compared = read_json(compare_path, "compare")
     evaluated = {m: read_json(Path(evaluate_dir) / f"{m}.json", f"evaluate@{m}") for m in methods}
-    trained = {}
-    for m in methods:
-        path = Path(train_template.format(method=m))
-        if path.is_file():
-            trained[m] = read_json(path, f"train@{m}")
-    return compared, evaluated, trained
+    train = {m: read_json(Path(train_dir) / f"{m}.json", f"train@{m}") for m in methods if m in trained}
+    return compared, evaluated, train
+
+
+CURVE = Path("plots") / "metrics" / "train" / "loss.tsv"
+"""A method's loss curve inside its DVCLive folder (the `loss` key logged by the training core)."""
+
+
+def training_curves(live_dir: str | Path, trained: list[str]) -> list[dict[str, Any]]:
+    """Every trained method's loss curve as one table, ``{method, step, loss}`` rows in ``trained`` order.
+
+    Reads ``<live_dir>/train_<method>/plots/metrics/train/loss.tsv`` (the DVCLive folder of train@<method>),
+    so `dvc plots` draws one file with a method column, whatever the methods are.
+    """
+    rows: list[dict[str, Any]] = []
+    for method in trained:
+        path = Path(live_dir) / f"train_{method}" / CURVE
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: training curve not found; run `dvc repro train@{method}` first")
+        with path.open(newline="") as f:
+            reader = csv.DictReader(f, delimiter="\t")
+            if not {"step", "loss"} <= set(reader.fieldnames or ()):
+                raise ValueError(f"{path}: expected columns step and loss; re-create it with `dvc repro train@{method}`")
+            rows += [{"method": method, "step": int(r["step"]), "loss": float(r["loss"])} for r in reader]
+    return rows
 
 
 def _rows(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -183,6 +196,4 @@ def table(summary: dict[str, Any], digits: int = SummaryConfig.digits) -> str:
 
 
 if __name__ == "__main__":
-    import sys
-
     print(table(read_json(sys.argv[1] if len(sys.argv) > 1 else "metrics/summary.json", "summarize")))

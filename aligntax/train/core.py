@@ -9,7 +9,8 @@ and the DVCLive curves. A method is a module holding only what differs:
     def prepare(inputs: TrainInputs, tok, cfg) -> Job   # its encoding, Trainer class or hook
 
 Adding a trained method = one such module + one params section + one line under `trained:` in
-params.yaml (``TrainedMethod``); the DVC stages ``train@<method>`` are a foreach over that list.
+params.yaml; the registry (aligntax/methods.py) imports the module, the DVC stages ``train@<method>``
+are a foreach over that list.
 
 Under a multi-process launcher (params.yaml `launcher`: torchrun, or accelerate launch with a
 config from configs/accelerate/) every process trains its shard of each batch (DDP; gloo when no
@@ -19,7 +20,6 @@ the model (after the others reach a barrier) and, in stages/train.py, the metric
 
 from __future__ import annotations
 
-import importlib
 import os
 import shutil
 import time
@@ -52,16 +52,6 @@ from aligntax.train.trainer import (
 )
 
 T = TypeVar("T")
-
-
-@dataclass
-class TrainedMethod:
-    module: str
-    """Path of the method's module, e.g. aligntax/baselines/cda.py (a DVC dependency of its stage)."""
-    section: str
-    """params.yaml section holding its settings (`train` when it has none of its own)."""
-    data: str
-    """What it learns from: data/raw/train.parquet, or data/augment/train/groups.parquet (built from it)."""
 
 
 @dataclass
@@ -109,18 +99,6 @@ class Job:
     """Logged values (besides the loss) kept as curves and as first/last metrics."""
     metrics: dict[str, Any] = field(default_factory=dict)
     """Method metrics known before training."""
-
-
-def load_method(entry: TrainedMethod, name: str) -> ModuleType:
-    """Import the module of ``entry`` (a path such as aligntax/train/sft.py) and check its shape."""
-    path = Path(entry.module)
-    if path.suffix != ".py" or path.is_absolute():
-        raise ConfigError(f"params.yaml: 'trained.{name}.module' must be a relative path to a .py file, got {path}")
-    module = importlib.import_module(".".join(path.with_suffix("").parts))
-    if not callable(getattr(module, "prepare", None)) or not hasattr(module, "CONFIG"):
-        raise ConfigError(f"{path}: a trained method defines CONFIG and prepare(inputs, tok, cfg); see "
-                          "aligntax/train/core.py")
-    return module
 
 
 def train_method(method: ModuleType, cfg: Any, inputs: TrainInputs) -> dict | None:

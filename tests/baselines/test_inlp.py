@@ -7,7 +7,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from aligntax.baselines.inlp import InlpConfig, fit_inlp, inlp_projection
+from aligntax.baselines.inlp import InlpConfig, fit, inlp_projection
 from aligntax.baselines.projection import fold_projection, probe_accuracy
 from aligntax.config import ConfigError
 
@@ -45,12 +45,12 @@ def test_inlp_chains_an_earlier_projection():
     assert round(8 - np.trace(second)) == 2
 
 
-def test_fit_inlp_on_tiny_model_and_projection_hook(tiny_llama_dir):
+def test_fit_on_tiny_model_and_projection_hook(tiny_llama_dir):
     tok = AutoTokenizer.from_pretrained(tiny_llama_dir)
     model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir).eval()
     texts = ["my mom called my dad and he laughed.", "the priest met the rabbi at the church."]
     cfg = InlpConfig(axes=["gender", "religion"], n_iterations=3, max_corpus_contexts=10, batch_size=64)
-    projection, metrics = fit_inlp(model, tok, texts, cfg, seed=0)
+    projection, metrics = fit(model, tok, texts, cfg, seed=0)
     assert projection.shape == (32, 32) and projection.dtype == np.float32
     assert metrics["rank_removed"] == 3 * 1 + 3 * 2  # per iteration: 1 direction (2 classes), 2 (3 classes)
     assert metrics["axes"]["gender"]["corpus_tuples"] == 1  # one sentence, cut after its first attribute word

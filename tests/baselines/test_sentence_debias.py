@@ -10,7 +10,7 @@ from aligntax.baselines.projection import load_projection, save_projected_model
 from aligntax.baselines.sentence_debias import (
     SentenceDebiasConfig,
     bias_subspace,
-    fit_sentence_debias,
+    fit,
     subspace_projection,
 )
 from aligntax.models import load_model
@@ -33,12 +33,12 @@ def test_bias_subspace_recovers_the_counterfactual_direction():
     assert np.linalg.norm(base @ projection) > 0.9 * np.linalg.norm(base)
 
 
-def test_fit_sentence_debias_tiny_model_round_trip(tiny_llama_dir, tmp_path):
+def test_fit_tiny_model_round_trip(tiny_llama_dir, tmp_path):
     tok = AutoTokenizer.from_pretrained(tiny_llama_dir)
     model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir).eval()
     texts = ["my mom called my dad and he laughed.", "we drove to asia with my girlfriend."]
     cfg = SentenceDebiasConfig(n_components=2, max_corpus_contexts=10, batch_size=64)
-    projection, metrics = fit_sentence_debias(model, tok, texts, cfg, seed=0)
+    projection, metrics = fit(model, tok, texts, cfg, seed=0)
     assert metrics["rank_removed"] == 6  # 3 axes x 2 components
     assert set(metrics["axes"]) == {"gender", "race", "religion"}
     assert np.allclose(projection @ projection, projection, atol=1e-5)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from scripts.evidence_report import seed_spread
+from scripts.evidence_report import run_facts, seed_spread
 
 
 def _run(root: Path, name: str, scale: str, seed: int, d_tox: float, half: float) -> Path:
@@ -31,3 +31,14 @@ def test_seed_spread_mean_sd_and_interval(tmp_path):
     assert float(cells[4]) == pytest.approx(0.02)  # sample SD of -0.05, -0.01, -0.03
     assert cells[5] == "±0.0500"
     assert seed_spread(runs[3:]) == []  # one seed: no spread to report
+
+
+@pytest.mark.parametrize("seconds", [{"total": 80.2, "load": 3.1, "train": 75.6}, 75.6])
+def test_run_facts_read_the_training_loop_seconds(tmp_path, seconds):
+    """The train metrics' `seconds` is {"total", <phases>} (`train`: the loop); older runs hold one number."""
+    run = tmp_path / "r"
+    run.mkdir()
+    rows = {"posts": 128, "posts_contrastive": 77}
+    (run / "train_contrastive.json").write_text(json.dumps(
+        {"seconds": seconds, "steps": 32, "seed": 0, "scale": "none", "w_posts_mean": 1.0, "rows": rows}))
+    assert "train@contrastive 76 s, 32 steps, seed 0, scale none, mean w 1.00, 77 of 128 posts" in run_facts(run)

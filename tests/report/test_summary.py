@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from aligntax.config import ConfigError
-from aligntax.report.summary import SummaryConfig, preference_values, rounded, summarize, table
+from aligntax.report.summary import CURVE, SummaryConfig, preference_values, rounded, summarize, table, training_curves
 from stages import summarize as stage
 
 COMPARED = {
@@ -28,7 +28,7 @@ def test_rounded_normalises_negative_zero_and_noise():
 
 def test_summary_keeps_only_curated_keys_rounded():
     trained = {"contrastive": {"train_loss": 9.168281614780426, "ce_last": 4.1371990740299225, "w_posts_mean": 1.5,
-                               "seconds": 71.4, "steps": 32}}
+                               "seconds": {"total": 80.2, "train": 71.4}, "steps": 32}}
     out = summarize(["sft", "contrastive", "base"], COMPARED, {}, trained, "sft", SummaryConfig(digits=3))
     assert list(out) == ["sft", "contrastive", "base"]
     assert out["sft"] == {"tox": 0.185, "faith": 0.436}  # the reference has no deltas (0 by construction)
@@ -74,6 +74,18 @@ def test_summary_errors_name_the_fix():
     broken = {"sft": COMPARED["sft"], "base": {"toxicity": 0.1, "faithfulness": "high"}}
     with pytest.raises(ValueError, match="'base' lack a number 'faithfulness'"):
         summarize(["sft", "base"], broken, {}, {}, "sft", SummaryConfig())
+    with pytest.raises(ValueError, match="'base' lack a number 'd_tox"):
+        summarize(["sft", "base"], {"sft": COMPARED["sft"], "base": {"toxicity": 0.1, "faithfulness": 0.2}}, {}, {},
+                  "sft", SummaryConfig())
+
+
+def test_an_undefined_toxicity_stays_null():
+    """Every generation empty: compare writes toxicity null (no text to score); the summary keeps it null."""
+    compared = {"sft": COMPARED["sft"], "instructive": {"toxicity": None, "d_toxicity": None, "faithfulness": 0.0,
+                                                        "d_faithfulness": -0.436}}
+    out = summarize(["sft", "instructive"], compared, {}, {}, "sft", SummaryConfig())
+    assert out["instructive"] == {"tox": None, "faith": 0.0, "d_tox": None, "d_faith": -0.436}
+    assert table(out).splitlines()[2].split()[1:5] == ["-", "0.000", "-", "-0.436"]
     with pytest.raises(ConfigError, match="summary.digits"):
         SummaryConfig(digits=0)
 
@@ -83,26 +95,53 @@ def _write(path: Path, obj: object) -> None:
     path.write_text(json.dumps(obj))
 
 
-def test_stage_writes_summary_from_files(tmp_path, monkeypatch):
+def test_stage_writes_summary_and_curves_from_files(tmp_path, monkeypatch):
     params = {"seed": 0, "methods": {"sft": "models/sft", "contrastive": "models/contrastive", "base": "models/base"},
+              "trained": {m: {"module": f"aligntax/train/{m}.py", "section": "train", "data": "d.parquet"}
+                          for m in ("sft", "contrastive")},
               "compare": {"reference": "sft"}, "summary": {"digits": 2}}
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))  # curves in `trained` order
     _write(tmp_path / "compare.json", COMPARED)
     for m in params["methods"]:
         _write(tmp_path / "evaluate" / f"{m}.json", {"n": 24, "toxicity": {"mean": 0.1}})
-    _write(tmp_path / "train_sft.json", {"train_loss": 3.9604, "ce_last": 4.1033, "seconds": 78.5})
+    _write(tmp_path / "train" / "sft.json", {"train_loss": 3.9604, "ce_last": 4.1033, "seconds": {"total": 80.0}})
+    _write(tmp_path / "train" / "contrastive.json", {"train_loss": 9.1683})
+    for m, losses in (("sft", "4.19\n4.15\n"), ("contrastive", "9.3\n")):
+        curve = tmp_path / "live" / f"train_{m}" / "plots" / "metrics" / "train" / "loss.tsv"
+        curve.parent.mkdir(parents=True)
+        curve.write_text("step\tloss\n" + "".join(f"{2 * (i + 1)}\t{v}\n" for i, v in enumerate(losses.split())))
     out = tmp_path / "summary.json"
     monkeypatch.setattr(sys, "argv", [
         "summarize", "--params", str(tmp_path / "params.yaml"), "--compare", str(tmp_path / "compare.json"),
-        "--evaluate-dir", str(tmp_path / "evaluate"), "--train-metrics", str(tmp_path / "train_{method}.json"),
-        "--out", str(out)])
+        "--evaluate-dir", str(tmp_path / "evaluate"), "--train-dir", str(tmp_path / "train"),
+        "--live-dir", str(tmp_path / "live"), "--out", str(out), "--curves", str(tmp_path / "curves.json"),
+        "--metrics", str(tmp_path / "run.json")])
     stage.main()
     data = json.loads(out.read_text())
     assert data["sft"] == {"tox": 0.18, "faith": 0.44, "loss": 3.96, "ce": 4.1}
-    assert data["contrastive"] == {"tox": 0.12, "faith": 0.4, "d_tox": -0.06, "d_faith": -0.03}
+    assert data["contrastive"] == {"tox": 0.12, "faith": 0.4, "d_tox": -0.06, "d_faith": -0.03, "loss": 9.17}
+    assert json.loads((tmp_path / "curves.json").read_text()) == [
+        {"method": "sft", "step": 2, "loss": 4.19}, {"method": "sft", "step": 4, "loss": 4.15},
+        {"method": "contrastive", "step": 2, "loss": 9.3}]
+    run = json.loads((tmp_path / "run.json").read_text())
+    assert run["curve_points"] == 3 and set(run["seconds"]) == {"total", "read"}
+    (tmp_path / "train" / "contrastive.json").unlink()  # a trained, evaluated method must have its metrics
+    with pytest.raises(FileNotFoundError, match="contrastive.json.*dvc repro train@contrastive"):
+        stage.main()
+    _write(tmp_path / "train" / "contrastive.json", {"train_loss": 9.1683})
     (tmp_path / "evaluate" / "base.json").unlink()
     with pytest.raises(FileNotFoundError, match="base.json.*dvc repro evaluate@base"):
         stage.main()
+
+
+def test_a_curve_without_a_loss_column_is_one_clear_error(tmp_path):
+    curve = tmp_path / "train_sft" / CURVE
+    curve.parent.mkdir(parents=True)
+    curve.write_text("step\tce\n2\t4.1\n")
+    with pytest.raises(ValueError, match="loss.tsv: expected columns step and loss.*dvc repro train@sft"):
+        training_curves(tmp_path, ["sft"])
+    with pytest.raises(FileNotFoundError, match="train_dpo.*dvc repro train@dpo"):
+        training_curves(tmp_path, ["dpo"])
 
 
 def test_table_has_one_aligned_row_per_method():

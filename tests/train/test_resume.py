@@ -20,9 +20,10 @@ import pytest
 import yaml
 
 from aligntax.config import ConfigError
+from aligntax.methods import TrainedMethod, load_method
 from aligntax.models import ModelConfig
 from aligntax.train import sft
-from aligntax.train.core import TrainedMethod, TrainInputs, load_method, train_method
+from aligntax.train.core import TrainInputs, train_method
 from aligntax.train.resume import FINGERPRINT, differences, fingerprint, usable_checkpoint
 from aligntax.train.trainer import AlignTrainer, FiniteGuard, LossTotal, NonFiniteLoss, TrainConfig
 

@@ -2,11 +2,11 @@
 
     make plots-check
     # = dvc plots show -o dvc_plots   (.dvc/config: plots.html_template = plots/offline.html)
-    #   python bench/plots_check.py dvc_plots/index.html --screenshot docs/plots.png
+    #   python -m scripts.plots_check dvc_plots/index.html --screenshot docs/plots.png
 
 Checks, each printed with its number: every plot div holds vega's rendered <svg class="marks">
 (our templates ask vega-embed for SVG); every method of params.yaml `methods` appears as text in
-the page (the trade-off labels); the trained methods whose DVCLive curves are drawn; the
+the page (the trade-off labels); the methods of `trained` whose loss curves are drawn; the
 screenshot is not blank (grey-level standard deviation and share of non-white pixels). Needs a
 Chromium binary (Debian: `apt-get install -y chromium`); any request to the network fails, so a
 page that still loads vega from a CDN (DVC's own page, used when plots.html_template is unset)
@@ -24,10 +24,11 @@ import time
 from html.parser import HTMLParser
 from pathlib import Path
 
-import yaml
 from PIL import Image, ImageStat
 
-TRAINED = ("sft", "contrastive", "cda", "dropout", "dpo", "unlikelihood")
+from aligntax.config import read_params
+from aligntax.methods import load_methods, trained_names
+
 OFFLINE = ["--proxy-server=127.0.0.1:9", "--proxy-bypass-list=<-loopback>", "--host-resolver-rules=MAP * ~NOTFOUND"]
 
 
@@ -105,10 +106,11 @@ def main() -> None:
     grey = Image.open(args.screenshot).convert("L")
     std = ImageStat.Stat(grey).stddev[0]
     non_white = sum(grey.histogram()[:250]) / (grey.width * grey.height)
-    methods = list(yaml.safe_load(Path(args.params).read_text())["methods"])
+    params = read_params(args.params)
+    methods, trained = list(load_methods(params)), trained_names(params)
     missing = [m for m in methods if m not in dom.texts]
     curve_divs = [k for k, t in dom.div_texts.items() if any("Training" in x for x in t)]
-    curves = [m for m in TRAINED if any(m in dom.div_texts[k] for k in curve_divs)]
+    curves = [m for m in trained if any(m in dom.div_texts[k] for k in curve_divs)]
     blank = [k for k, n in dom.plots.items() if n == 0]
     print(f"chromium headless, network blocked: {seconds:.1f} s")
     print(f"plot divs: {len(dom.plots)}; with a rendered svg: {len(dom.plots) - len(blank)}")

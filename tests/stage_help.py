@@ -1,8 +1,10 @@
 """Time `python -m stages.<name> --help` for every stage script and list arguments without help.
 
-    python bench/stage_help.py            # every stages/*.py
-    python bench/stage_help.py --limit 2  # exit 1 if one takes longer or lacks help text
-    python bench/stage_help.py download toxify  # only these
+    python tests/stage_help.py            # every stages/*.py
+    python tests/stage_help.py --limit 2  # exit 1 if one takes longer or lacks help text
+    python tests/stage_help.py download toxify  # only these
+
+tests/test_cli.py runs it on the light stages.
 
 A stage answers --help fast when it imports only aligntax.cli at the top and its heavy libraries
 inside main() after parse_args(). An argument "without help" is one whose --help entry shows no

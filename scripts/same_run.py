@@ -1,12 +1,12 @@
 """Did two checkouts' pipeline runs produce the same artifacts? Prints the differences, exits 1 if any.
 
-    python bench/same_run.py /path/to/other/checkout            # against this checkout
-    python bench/same_run.py A B
+    python -m scripts.same_run /path/to/other/checkout            # against this checkout
+    python -m scripts.same_run A B
 
 Compares (1) every stage output's md5 recorded in the two dvc.lock files, (2) reports/comparison.md
 line by line, (3) each metrics/**/*.json value by value, ignoring keys that are wall times
 (`seconds`, `*_seconds`, `*_per_s`, `runtime`). For a reproducibility check run `make repro` in a
-fresh clone (`python bench/repro.py --keep`) and point this at it.
+fresh clone (`python -m bench.repro --keep`) and point this at it.
 """
 
 from __future__ import annotations

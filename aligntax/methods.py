@@ -1,0 +1,220 @@
+"""The method registry: for each method of params.yaml, what it is, where its code lives, its section.
+
+params.yaml holds one declarative list per kind, because DVC's ``foreach`` iterates a mapping
+as it stands (it cannot filter or merge one):
+
+    trained:  <name>: {module, section, data}   stage train@<name>; module: CONFIG, NEEDS_GROUPS, prepare()
+    fitted:   <name>: {module, section, model}  stage fit-projection@<name>, fitted on `model`; module: CONFIG, fit()
+    decoding: <name>: {module, section}         decoding-time, on the folder under `methods:`; module: CONFIG, decoding()
+    methods:  <name>: <model folder>            stage evaluate@<name>; compare and summary, in this order
+
+A name under ``methods:`` in none of the three kind lists is evaluated as its folder stands
+(kind ``base``: the base model zero-shot). This module reads and checks those lists and imports a
+method's module by its path, checking its contract. It is the one Python module that knows which
+methods exist: check-params, training, fitting, compare, summary and the plots all ask it.
+
+Adding a trained method = its module + its params section + its line under ``trained:`` (+ a line
+under ``methods:`` to evaluate and compare it); tests/train/test_recipe.py does exactly that.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from types import ModuleType
+from typing import Any, Literal
+
+from aligntax.config import METHOD_NAME, ConfigError, check, from_dict, load_section
+
+Kind = Literal["base", "trained", "fitted", "decoding"]
+
+
+@dataclass
+class TrainedMethod:
+    module: str
+    """Path of the method's module, e.g. aligntax/baselines/cda.py (a DVC dependency of its stage)."""
+    section: str
+    """params.yaml section holding its settings (`train` when it has none of its own)."""
+    data: str
+    """What it learns from: data/raw/train.parquet, or data/augment/train/groups.parquet (built from it)."""
+
+
+@dataclass
+class FittedMethod:
+    module: str
+    """Path of the method's module, e.g. aligntax/baselines/inlp.py."""
+    section: str
+    """params.yaml section holding its settings."""
+    model: str
+    """The model folder it is fitted on and saved on top of (its stage's dependency)."""
+
+
+@dataclass
+class DecodingMethod:
+    module: str
+    """Path of the method's module, e.g. aligntax/baselines/instructive.py."""
+    section: str
+    """params.yaml section holding its settings."""
+
+
+ENTRIES: dict[str, type] = {"trained": TrainedMethod, "fitted": FittedMethod, "decoding": DecodingMethod}
+"""Kind list of params.yaml -> the dataclass of one of its entries."""
+CONTRACT: dict[str, tuple[str, ...]] = {
+    "trained": ("CONFIG", "NEEDS_GROUPS", "prepare"),
+    "fitted": ("CONFIG", "fit"),
+    "decoding": ("CONFIG", "decoding"),
+}
+"""What a method module of each kind defines (CONFIG: its section's dataclass, None if it reads none)."""
+EXAMPLES = {"trained": "aligntax/baselines/cda.py", "fitted": "aligntax/baselines/inlp.py",
+            "decoding": "aligntax/baselines/instructive.py"}
+GROUPS_FILE = "groups.parquet"
+"""File name of the groups artifact (entity-perturb), what a method with NEEDS_GROUPS learns from."""
+
+
+@dataclass(frozen=True)
+class Method:
+    """One method of params.yaml, as every consumer sees it."""
+
+    name: str
+    kind: Kind
+    folder: str | None
+    """The model folder evaluate@<name> reads (`methods:`), None when it is not evaluated."""
+    entry: TrainedMethod | FittedMethod | DecodingMethod | None
+    """Its kind list entry (module, section ...), None for kind base."""
+
+
+def check_inside(key: str, value: Any, example: str) -> None:
+    """A path from params must be a relative path that stays inside the repository."""
+    check(isinstance(value, str) and value.strip() != "", key, f"a relative path inside the repository, e.g. {example}")
+    path = PurePosixPath(value)
+    check(not path.is_absolute() and ".." not in path.parts and "\\" not in value, key,
+          f"a relative path inside the repository, e.g. {example} (no '..', not absolute)")
+
+
+def _check_name(key: str, name: Any) -> None:
+    check(isinstance(name, str) and METHOD_NAME.match(name) is not None, key,
+          "a name of lower-case letters, digits, '_' or '-'")
+
+
+def load_methods(params: dict[str, Any]) -> dict[str, str]:
+    """The top-level ``methods`` mapping: method name -> model folder, in report order."""
+    methods = params.get("methods")
+    check(isinstance(methods, dict) and len(methods) > 0, "methods", "a mapping of method name -> model folder")
+    for name, folder in methods.items():
+        _check_name(f"methods.{name}", name)
+        check_inside(f"methods.{name}", folder, "models/sft")
+    return dict(methods)
+
+
+def load_kind(params: dict[str, Any], kind: str) -> dict[str, Any]:
+    """One kind list (``trained``, ``fitted`` or ``decoding``): name -> its checked entry."""
+    cls = ENTRIES[kind]
+    fields = ", ".join(f for f in cls.__dataclass_fields__)
+    entries = params.get(kind)
+    check(isinstance(entries, dict), kind, f"a mapping of method name -> {{{fields}}}")
+    out = {}
+    for name, raw in entries.items():
+        key = f"{kind}.{name}"
+        _check_name(key, name)
+        entry = from_dict(cls, raw, key)
+        check_inside(f"{key}.module", entry.module, EXAMPLES[kind])
+        check(entry.module.startswith("aligntax/") and entry.module.endswith(".py"), f"{key}.module",
+              f"a .py file under aligntax/, e.g. {EXAMPLES[kind]}")
+        check(METHOD_NAME.match(entry.section) is not None, f"{key}.section", "a params section, e.g. train")
+        for extra in ("data", "model"):
+            if hasattr(entry, extra):
+                check_inside(f"{key}.{extra}", getattr(entry, extra), "data/raw/train.parquet" if extra == "data"
+                             else "models/sft")
+        out[name] = entry
+    return out
+
+
+def registry(params: dict[str, Any]) -> dict[str, Method]:
+    """Every method of params.yaml by name, kind lists first, then the evaluated-only ones (kind base)."""
+    methods = load_methods(params)
+    out: dict[str, Method] = {}
+    for kind in ENTRIES:
+        for name, entry in load_kind(params, kind).items():
+            if name in out:
+                raise ConfigError(f"params.yaml: bad value for '{kind}.{name}'; allowed: a name in one list only "
+                                  f"('{name}' is also under '{out[name].kind}')")
+            out[name] = Method(name, kind, methods.get(name), entry)
+    for name, folder in methods.items():
+        if name not in out:
+            out[name] = Method(name, "base", folder, None)
+    return out
+
+
+def import_method(kind: str, name: str, entry: Any) -> ModuleType:
+    """Import the module of a ``kind`` entry by its path (e.g. aligntax/train/sft.py) and check its contract."""
+    path = Path(entry.module)
+    if path.suffix != ".py" or path.is_absolute() or ".." in path.parts:
+        raise ConfigError(f"params.yaml: '{kind}.{name}.module' must be a relative path to a .py file, got {path}")
+    try:
+        module = importlib.import_module(".".join(path.with_suffix("").parts))
+    except ModuleNotFoundError as err:
+        raise ConfigError(f"params.yaml: '{kind}.{name}.module' = {path} cannot be imported ({err}); "
+                          "give the path of an existing module from the repository root") from None
+    missing = [a for a in CONTRACT[kind] if not hasattr(module, a)]
+    if missing or not callable(getattr(module, CONTRACT[kind][-1])):
+        raise ConfigError(f"{path}: a {kind} method module defines {', '.join(CONTRACT[kind])}; "
+                          f"it lacks {', '.join(missing) or CONTRACT[kind][-1] + ' as a function'} (see aligntax/methods.py)")
+    return module
+
+
+def load_method(entry: TrainedMethod, name: str) -> ModuleType:
+    """The module of trained method ``name`` (its CONFIG, NEEDS_GROUPS and prepare), checked."""
+    module = import_method("trained", name, entry)
+    if not isinstance(module.NEEDS_GROUPS, bool):
+        raise ConfigError(f"{entry.module}: NEEDS_GROUPS must be True or False")
+    return module
+
+
+def method_config(params: dict[str, Any], module: ModuleType, section: str) -> Any:
+    """The method's settings: its ``section`` as ``module.CONFIG`` (None when the module has no CONFIG)."""
+    return load_section(params, section, module.CONFIG) if module.CONFIG is not None else None
+
+
+def entry_of(params: dict[str, Any], kind: str, name: str) -> Any:
+    """The entry of ``name`` under ``kind``, or one error naming the list and what it holds."""
+    entries = load_kind(params, kind)
+    if name not in entries:
+        raise ConfigError(f"params.yaml: no method '{name}' under '{kind}' (have: {', '.join(entries) or 'none'})")
+    return entries[name]
+
+
+def section_classes(params: dict[str, Any]) -> dict[str, type]:
+    """params section -> its dataclass, for every method whose module has a CONFIG (imports each module)."""
+    out: dict[str, type] = {}
+    owner: dict[str, str] = {}
+    for name, method in registry(params).items():
+        if method.entry is None:
+            continue
+        module = (load_method(method.entry, name) if method.kind == "trained"
+                  else import_method(method.kind, name, method.entry))
+        if method.kind == "trained" and module.NEEDS_GROUPS and Path(method.entry.data).name != GROUPS_FILE:
+            raise ConfigError(f"params.yaml: bad value for 'trained.{name}.data'; allowed: the groups artifact "
+                              "data/augment/train/groups.parquet (its module learns from negatives: NEEDS_GROUPS)")
+        if module.CONFIG is None:
+            continue
+        section = method.entry.section
+        if out.get(section, module.CONFIG) is not module.CONFIG:
+            raise ConfigError(f"params.yaml: bad value for '{method.kind}.{name}.section'; allowed: a section of its "
+                              f"own ('{section}' is read as {out[section].__name__} by '{owner[section]}')")
+        out[section], owner[section] = module.CONFIG, name
+    return out
+
+
+def trained_names(params: dict[str, Any]) -> list[str]:
+    """Names under ``trained:``, in order (each has a train@<name> stage and its metrics and curves)."""
+    return list(load_kind(params, "trained"))
+
+
+def load_decoding(params: dict[str, Any], name: str) -> tuple[ModuleType, Any] | None:
+    """A decoding-time method's module and settings; None for a method whose change lives in its weights."""
+    entries = load_kind(params, "decoding")
+    if name not in entries:
+        return None
+    module = import_method("decoding", name, entries[name])
+    return module, method_config(params, module, entries[name].section)
