@@ -45,10 +45,10 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 from tqdm import tqdm
+from transformers import DynamicCache
 
 from aligntax.models import weights_hash
 from aligntax.train.objective import decoder_and_head, decoder_blocks
-from aligntax.train.packing import additive_mask, block_mask
 
 log = logging.getLogger(__name__)
 
@@ -80,10 +80,14 @@ class _Stop(Exception):
     """Ends the forward pass once the input of the split block is captured."""
 
 
-def bottom_states(model: nn.Module, batch: dict[str, torch.Tensor], split: int) -> torch.Tensor:
-    """What block ``split`` reads for the rows of ``batch`` (input_ids, position_ids, boolean 4-D
-    attention_mask): the embeddings and blocks below the split run, nothing above."""
+def bottom_states(
+    model: nn.Module, ids: Sequence[int], start: int, split: int, cache: DynamicCache | None = None,
+) -> torch.Tensor:
+    """What block ``split`` reads for the tokens ``ids`` at positions start.., [len(ids), hidden] on the CPU:
+    the embeddings and blocks below the split run, nothing above. With ``cache`` the tokens read
+    what it holds (positions 0..start-1, causally) and their keys/values are added to it."""
     decoder, _ = decoder_and_head(model)
+    device = next(decoder.parameters()).device
     seen: dict[str, torch.Tensor] = {}
 
     def capture(module, args, kwargs):
@@ -93,24 +97,14 @@ def bottom_states(model: nn.Module, batch: dict[str, torch.Tensor], split: int) 
     handle = decoder_blocks(model)[split].register_forward_pre_hook(capture, with_kwargs=True)
     try:
         with torch.no_grad():
-            decoder(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False,
-                    attention_mask=additive_mask(batch["attention_mask"], next(decoder.parameters()).dtype))
+            decoder(input_ids=torch.tensor([list(ids)], device=device),
+                    position_ids=torch.arange(start, start + len(ids), device=device)[None],
+                    past_key_values=cache, use_cache=cache is not None)
     except _Stop:
         pass
     finally:
         handle.remove()
-    return seen["h"]
-
-
-def packed_row(prompt: Sequence[int], segments: Sequence[Sequence[int]]) -> dict[str, torch.Tensor]:
-    """One shared-prefix row: the prompt, then each segment reading the prompt and itself."""
-    ids, pos, seg = list(prompt), list(range(len(prompt))), [0] * len(prompt)
-    for i, s in enumerate(segments):
-        ids += s
-        pos += range(len(prompt), len(prompt) + len(s))
-        seg += [i + 1] * len(s)
-    return {"input_ids": torch.tensor([ids]), "position_ids": torch.tensor([pos]),
-            "attention_mask": block_mask(torch.tensor([seg]))}
+    return seen["h"][0].cpu()
 
 
 def bottom_modules(model: nn.Module, split: int) -> list[nn.Module]:
@@ -157,12 +151,11 @@ def why_not(model: nn.Module, split: int, before: list, probe: Sequence[int]) ->
     if dropout is not None:
         return f"dropout below block {split} ({dropout}) makes the bottom random in training"
     mode = model.training
-    row = packed_row(probe[:64], [])
     try:
         runs = []
         for training in (True, True, False):
             model.train(training)
-            runs.append(bottom_states(model, row, split))
+            runs.append(bottom_states(model, probe[:64], 0, split))
     finally:
         model.train(mode)
     if not all(torch.allclose(runs[0], r, rtol=1e-5, atol=1e-6) for r in runs[1:]):
@@ -244,7 +237,7 @@ class FrozenStore:
             self.folder = None
 
     def fill(self, model: nn.Module, examples: Sequence, pieces: Pieces) -> None:
-        """Load or compute the states of every piece of ``examples`` (one bottom pass per example missing some)."""
+        """Load or compute the states of every piece of ``examples`` (the bottom reads each prompt once)."""
         mode = model.training
         model.train(False)
         try:
@@ -260,13 +253,18 @@ class FrozenStore:
         self.counts["pieces"] = len(self.states)
 
     def _compute(self, model: nn.Module, prompt: tuple[int, ...], segments: list[tuple[int, ...]]) -> None:
-        states = bottom_states(model, packed_row(prompt, segments), self.split)[0].to(self.dtype)
+        """The prompt's states, then each segment's read behind the prompt's keys and values.
+
+        Every piece is computed the same way whatever else is missing, so an entry's bytes never
+        depend on which runs filled the store before (a run from an empty store equals a warm one).
+        """
+        cache = DynamicCache()
+        states = bottom_states(model, prompt, 0, self.split, cache)
         if ((), prompt) not in self.states:
-            self._save((), prompt, states[: len(prompt)].clone())
-        at = len(prompt)
+            self._save((), prompt, states.to(self.dtype))
         for s in segments:
-            self._save(prompt, s, states[at: at + len(s)].clone())
-            at += len(s)
+            self._save(prompt, s, bottom_states(model, s, len(prompt), self.split, cache).to(self.dtype))
+            cache.crop(len(prompt))
 
     def row_states(self, rows: Sequence[Sequence[tuple[Sequence[int], Sequence[int]]]], width: int) -> torch.Tensor:
         """[rows, width, hidden]: each row's pieces (context, ids) one after the other, zeros after them."""
