@@ -176,9 +176,9 @@ def train_method(method: ModuleType, cfg: Any, inputs: TrainInputs) -> dict | No
         job.collator = partial(job.collator, frozen=store)
     keys = ("loss", *job.logged)
     with removed_on_failure(inputs.live_dir if main else None):
-        trainer = build_trainer(job, model, args, inputs.live_dir if main else None, keys)
         try:
-            with timer.phase("train"):
+            with timer.phase("train"):  # the Trainer's own preparation too (trl: tokenizing, reference log-probs)
+                trainer = build_trainer(job, model, args, inputs.live_dir if main else None, keys)
                 result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
         except NonFiniteLoss as err:
             name = method.__name__.rsplit(".", 1)[-1]
