@@ -6,8 +6,14 @@ mode runs in a fresh subprocess so its peak RSS is its own. Prints wall time, pr
 and peak memory per step, and the ratios the issue sets targets for (packed <= 1.5x SFT,
 naive / packed >= 4).
 
+With --trainable top_layers it also times `sft_cached` and `packed_cached`: the same steps on the
+frozen bottom's cached states (train.frozen_cache, aligntax/train/frozen.py), i.e. the step cost
+once the store has them, and `fill` (s/post): computing them once, which a run pays only for texts
+the store has not seen.
+
     python bench/train_step.py                        # full fine-tuning, default model
-    python bench/train_step.py --trainable top_layers # the default training budget
+    python bench/train_step.py --trainable top_layers # the default training budget (+ cached modes)
+    python bench/train_step.py --trainable top_layers --top-layers 8 --max-prompt-tokens 192 --max-summary-tokens 48
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 MODES = ("sft_hf", "sft", "naive", "packed")
+CACHED = ("sft_cached", "packed_cached")
 
 
 def build_examples(args):
@@ -49,30 +56,41 @@ def run_mode(args) -> dict:
     import torch
 
     from aligntax.models import load_model
+    from aligntax.train.frozen import FrozenStore
     from aligntax.train.loss import LossConfig
     from aligntax.train.objective import attach_head, compute_objective
-    from aligntax.train.packing import collate
-    from aligntax.train.trainer import TrainConfig, select_trainable
+    from aligntax.train.packing import collate, pieces
+    from aligntax.train.trainer import TrainConfig, select_trainable, trained_blocks
 
     torch.manual_seed(0)
     tok, examples = build_examples(args)
     model = load_model(args.base, dtype="float32")
     attach_head(model)
-    select_trainable(model, TrainConfig(trainable=args.trainable, top_layers=args.top_layers))
+    train_cfg = TrainConfig(trainable=args.trainable, top_layers=args.top_layers)
+    select_trainable(model, train_cfg)
     model.train()
     cfg = LossConfig(scale="static")
+    store, fill = None, None
+    if args.mode in CACHED:  # memory only: the on-disk store would make a second run of the bench free
+        split = trained_blocks(model.config.num_hidden_layers, train_cfg).start
+        FrozenStore(model, split, args.base, None).fill(model, examples[:1], pieces)  # warm-up, untimed
+        store = FrozenStore(model, split, args.base, None)
+        t0, c0 = time.perf_counter(), time.process_time()
+        store.fill(model, examples, pieces)
+        fill = ((time.perf_counter() - t0) / len(examples), (time.process_time() - c0) / len(examples))
+    mode = args.mode.removesuffix("_cached")
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
     def step(ex):
-        if args.mode == "sft_hf":  # the textbook SFT step: full logits over every position
+        if mode == "sft_hf":  # the textbook SFT step: full logits over every position
             ids = torch.tensor([ex.prompt + ex.variants[0]])
             labels = ids.clone()
             labels[0, : len(ex.prompt)] = -100
             loss = model(input_ids=ids, labels=labels).loss
         else:
-            batch = collate([ex], packed=args.mode == "packed", pad_id=tok.pad_token_id,
-                            contrastive=args.mode != "sft")
-            loss = compute_objective(model, batch, None if args.mode == "sft" else cfg)["loss"]
+            batch = collate([ex], packed=mode == "packed", pad_id=tok.pad_token_id, contrastive=mode != "sft",
+                            frozen=store)
+            loss = compute_objective(model, batch, None if mode == "sft" else cfg)["loss"]
         loss.backward()
         model.zero_grad(set_to_none=True)
 
@@ -90,10 +108,10 @@ def run_mode(args) -> dict:
         "sft": sum(len(e.prompt) + len(e.variants[0]) for e in examples),
         "naive": sum(len(e.variants) * len(e.prompt) + sum(map(len, e.variants)) for e in examples),
         "packed": sum(len(e.prompt) + sum(map(len, e.variants)) for e in examples),
-    }[args.mode]
+    }[mode]
     return {"mode": args.mode, "wall_s": sum(walls) / len(walls), "cpu_s": sum(cpus) / len(cpus),
             "peak_rss_mib": peak / 1024, "step_rss_mib": (peak - rss0) / 1024,
-            "tokens_per_post": tokens / len(examples)}
+            "tokens_per_post": tokens / len(examples), "fill": fill}
 
 
 def main() -> None:
@@ -108,7 +126,7 @@ def main() -> None:
     p.add_argument("--trainable", default="full", choices=["full", "top_layers", "lora"])
     p.add_argument("--top-layers", type=int, default=2)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
-    p.add_argument("--mode", choices=MODES, help=argparse.SUPPRESS)
+    p.add_argument("--mode", choices=MODES + CACHED, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.threads:
         import torch
@@ -118,20 +136,25 @@ def main() -> None:
         print(json.dumps(run_mode(args)))
         return
     results = {}
-    for mode in MODES:
+    for mode in MODES + (CACHED if args.trainable == "top_layers" else ()):
         cmd = [sys.executable, __file__, "--mode", mode] + [a for a in sys.argv[1:]]
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
         results[mode] = json.loads(out.strip().splitlines()[-1])
         r = results[mode]
         print(f"{mode:7s} step {r['wall_s']:7.2f} s wall  {r['cpu_s']:7.2f} s cpu  "
               f"{r['tokens_per_post']:6.0f} tokens/post  peak RSS {r['peak_rss_mib']:7.0f} MiB "
-              f"(+{r['step_rss_mib']:.0f} MiB over the loaded model)", flush=True)
+              f"(+{r['step_rss_mib']:.0f} MiB over the loaded model)"
+              + (f"  fill {r['fill'][0]:.2f} s wall {r['fill'][1]:.2f} s cpu /post" if r["fill"] else ""), flush=True)
     print(f"trainable={args.trainable}  variants={args.variants}  posts={args.posts}")
     # CPU time is the steadier number on a shared machine (with --threads 1 it is the idle wall time).
     for clock in ("wall_s", "cpu_s"):
         s, h, n, k = (results[m][clock] for m in ("sft", "sft_hf", "naive", "packed"))
         print(f"[{clock[:-2]}] packed / sft = {k / s:.2f}x (target <= 1.5)  packed / sft_hf = {k / h:.2f}x  "
               f"naive / sft = {n / s:.2f}x  naive / packed = {n / k:.2f}x (target >= 4)")
+        if "packed_cached" in results:
+            sc, kc = results["sft_cached"][clock], results["packed_cached"][clock]
+            print(f"[{clock[:-2]}] cached states: sft {sc:.2f} s vs {s:.2f} s ({s / sc:.2f}x faster), "
+                  f"packed {kc:.2f} s vs {k:.2f} s ({k / kc:.2f}x faster)")
 
 if __name__ == "__main__":
     main()

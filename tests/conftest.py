@@ -65,6 +65,14 @@ def build_tiny_model(path: Path, family: str = "llama", seed: int = 0) -> Path:
     return path
 
 
+@pytest.fixture(scope="session", autouse=True)
+def frozen_store(tmp_path_factory) -> Path:
+    """Training's on-disk store of frozen states (aligntax/train/frozen.py) in a session folder, not ~/.cache."""
+    path = tmp_path_factory.mktemp("frozen-store")
+    os.environ["ALIGNTAX_FROZEN_CACHE"] = str(path)
+    return path
+
+
 @pytest.fixture(scope="session")
 def build_tiny():
     """``build_tiny_model`` for tests that build their own tiny models (path, family, seed)."""

@@ -22,8 +22,9 @@ from transformers import AutoConfig, PretrainedConfig, PreTrainedModel, PreTrain
 
 from aligntax.config import check
 from aligntax.train.core import Job, TrainInputs
+from aligntax.train.objective import decoder_blocks
 from aligntax.train.sft import sft_job
-from aligntax.train.trainer import decoder_blocks, trained_blocks
+from aligntax.train.trainer import trained_blocks
 
 log = logging.getLogger(__name__)
 

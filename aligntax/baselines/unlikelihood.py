@@ -24,8 +24,8 @@ from aligntax.baselines.negatives import check_kinds, negatives_by_post
 from aligntax.config import check
 from aligntax.schema import NEGATIVE_KINDS
 from aligntax.train.core import Job, TrainInputs
-from aligntax.train.objective import decoder_and_head
-from aligntax.train.packing import Variant, additive_mask, block_mask, prompt_ids, variant_ids
+from aligntax.train.objective import decoder_and_head, last_hidden
+from aligntax.train.packing import RowStates, Variant, block_mask, prompt_ids, variant_ids
 from aligntax.train.trainer import AlignTrainer, TrainConfig
 
 
@@ -79,14 +79,19 @@ def unlikelihood_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tens
     return -(log_rest - log_all).mean()
 
 
-def collate_ul(examples: Sequence[UlExample], pad_id: int) -> dict[str, torch.Tensor]:
+def ul_pieces(ex: UlExample) -> tuple[list[int], list[list[int]]]:
+    """(prompt, the summaries read behind it): what the example's row is made of."""
+    return ex.prompt, [ex.reference, *ex.negatives]
+
+
+def collate_ul(examples: Sequence[UlExample], pad_id: int, frozen: RowStates | None = None) -> dict[str, torch.Tensor]:
     """Shared-prefix packed rows: one row per post = prompt, reference, then each negative.
 
     A block mask lets a summary see the prompt and itself only, and positions restart after
     the prompt (``aligntax.train.packing.block_mask``), so every summary is computed as if it
     followed the prompt alone, while the prompt is read once. ce_index/ce_labels: flat positions
     predicting reference tokens and their targets; ul_index/ul_labels: the same for penalised
-    negative tokens.
+    negative tokens. With ``frozen``: the rows' frozen bottom states too (``frozen_states``).
     """
     rows, positions, segments, ce, ul = [], [], [], [], []
     for ex in examples:
@@ -118,8 +123,14 @@ def collate_ul(examples: Sequence[UlExample], pad_id: int) -> dict[str, torch.Te
 
     ce_index, ce_labels = flat(ce)
     ul_index, ul_labels = flat(ul)
-    return {"input_ids": input_ids, "position_ids": position_ids, "attention_mask": block_mask(seg_ids),
-            "ce_index": ce_index, "ce_labels": ce_labels, "ul_index": ul_index, "ul_labels": ul_labels}
+    batch = {"input_ids": input_ids, "position_ids": position_ids, "attention_mask": block_mask(seg_ids),
+             "ce_index": ce_index, "ce_labels": ce_labels, "ul_index": ul_index, "ul_labels": ul_labels}
+    if frozen is not None:
+        prompts_and_summaries = [ul_pieces(ex) for ex in examples]
+        batch["frozen_states"] = frozen.row_states([[([], prompt)] + [(prompt, s) for s in summaries]
+                                                    for prompt, summaries in prompts_and_summaries], width)
+        batch["frozen_split"] = torch.tensor(frozen.split)
+    return batch
 
 
 def ul_objective(model: torch.nn.Module, batch: dict[str, torch.Tensor], alpha: float) -> dict[str, torch.Tensor]:
@@ -127,10 +138,8 @@ def ul_objective(model: torch.nn.Module, batch: dict[str, torch.Tensor], alpha: 
 
     Only the positions that predict reference or penalised tokens go through the LM head.
     """
-    decoder, lm_head = decoder_and_head(model)
-    mask = additive_mask(batch["attention_mask"], next(decoder.parameters()).dtype)
-    hidden = decoder(input_ids=batch["input_ids"], attention_mask=mask, position_ids=batch["position_ids"],
-                     use_cache=False).last_hidden_state
+    _, lm_head = decoder_and_head(model)
+    hidden = last_hidden(model, batch)
     flat = hidden.reshape(-1, hidden.shape[-1])
     ce = F.cross_entropy(lm_head(flat[batch["ce_index"]]).float(), batch["ce_labels"])
     ul = unlikelihood_loss(lm_head(flat[batch["ul_index"]]), batch["ul_labels"])
@@ -177,4 +186,4 @@ def prepare(inputs: TrainInputs, tok: PreTrainedTokenizerBase, cfg: Unlikelihood
     counts |= {"posts_trained": len(examples),
                "penalised_tokens": sum(sum(m) for ex in examples for m in ex.penalised)}
     return Job(examples, counts, partial(collate_ul, pad_id=tok.pad_token_id), trainer_cls=UnlikelihoodTrainer,
-               trainer_kwargs={"alpha": cfg.alpha}, logged=("ce", "ul"))
+               trainer_kwargs={"alpha": cfg.alpha}, logged=("ce", "ul"), pieces=ul_pieces)

@@ -12,6 +12,10 @@ Adding a trained method = one such module + one params section + one line under 
 params.yaml; the registry (aligntax/methods.py) imports the module, the DVC stages ``train@<method>``
 are a foreach over that list.
 
+With `train.trainable: top_layers` and `train.frozen_cache` the frozen bottom's states are
+computed once per text (``aligntax.train.frozen``) and the top trains on them, for every method
+whose Job names its ``pieces``; the metrics say whether it was used and why not.
+
 Under a multi-process launcher (params.yaml `launcher`: torchrun, or accelerate launch with a
 config from configs/accelerate/) every process trains its shard of each batch (DDP; gloo when no
 GPU is visible) and only the main process writes: the checkpoint fingerprint, the DVCLive curves,
@@ -20,12 +24,13 @@ the model (after the others reach a barrier) and, in stages/train.py, the metric
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
-import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from types import ModuleType
 from typing import Any, TypeVar
@@ -36,6 +41,8 @@ from transformers import PreTrainedModel, PrinterCallback, ProgressCallback, Tra
 
 from aligntax.config import ConfigError
 from aligntax.models import ModelConfig, load_model, load_tokenizer
+from aligntax.timing import Timer
+from aligntax.train import frozen
 from aligntax.train.resume import fingerprint, resume_point
 from aligntax.train.trainer import (
     AlignTrainer,
@@ -48,10 +55,12 @@ from aligntax.train.trainer import (
     TrainConfig,
     save_model,
     select_trainable,
+    trained_blocks,
     training_arguments,
 )
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -99,6 +108,9 @@ class Job:
     """Logged values (besides the loss) kept as curves and as first/last metrics."""
     metrics: dict[str, Any] = field(default_factory=dict)
     """Method metrics known before training."""
+    pieces: frozen.Pieces | None = None
+    """(prompt, summaries read behind it) of an example, when ``collator`` takes ``frozen=`` and the
+    objective runs through ``objective.last_hidden``: the method can train on cached frozen states."""
 
 
 def train_method(method: ModuleType, cfg: Any, inputs: TrainInputs) -> dict | None:
@@ -113,8 +125,11 @@ def train_method(method: ModuleType, cfg: Any, inputs: TrainInputs) -> dict | No
         raise ValueError(f"{method.__name__} learns from the groups artifact: pass --groups "
                          "data/augment/train/groups.parquet (dvc repro entity-perturb)")
     check_launch()
-    tok = load_tokenizer(inputs.base_dir)
-    job = method.prepare(inputs, tok, cfg)
+    timer = Timer()
+    with timer.phase("load"):
+        tok = load_tokenizer(inputs.base_dir)
+    with timer.phase("encode"):
+        job = method.prepare(inputs, tok, cfg)
     if len(job.dataset) == 0:
         raise ValueError(f"{method.__name__}: no training examples from {len(inputs.raw)} posts; rows: {job.rows}")
     args = training_arguments(inputs.train, inputs.seed, inputs.checkpoints, job.args_cls,
@@ -125,35 +140,76 @@ def train_method(method: ModuleType, cfg: Any, inputs: TrainInputs) -> dict | No
                          "or raise data.n_train")
     main = args.process_index == 0
     checkpoint = from_main(args, lambda: checkpoint_to_resume(method, cfg, inputs))
-    model = load_model(inputs.base_dir, dtype="float32", **job.model_overrides)
-    torch.manual_seed(inputs.seed)
-    setup = job.setup_model(model) if job.setup_model else {}
-    model = select_trainable(model, inputs.train)
+    with timer.phase("load"):
+        model = load_model(inputs.base_dir, dtype="float32", **job.model_overrides)
+        split = trained_blocks(model.config.num_hidden_layers, inputs.train).start
+        before = frozen.snapshot(model, split) if inputs.train.trainable == "top_layers" else None
+        torch.manual_seed(inputs.seed)
+        setup = job.setup_model(model) if job.setup_model else {}
+        model = select_trainable(model, inputs.train)
     n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    with timer.phase("cache"):
+        store, cache_metrics = frozen_store(model, job, inputs, split, before, args)
+    if store is not None:
+        job.collator = partial(job.collator, frozen=store)
     keys = ("loss", *job.logged)
     with removed_on_failure(inputs.live_dir if main else None):
-        trainer = build_trainer(job, model, args, inputs.live_dir if main else None, keys)
-        start = time.time()
         try:
-            result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+            with timer.phase("train"):  # the Trainer's own preparation too (trl: tokenizing, reference log-probs)
+                trainer = build_trainer(job, model, args, inputs.live_dir if main else None, keys)
+                result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
         except NonFiniteLoss as err:
             name = method.__name__.rsplit(".", 1)[-1]
             raise RuntimeError(f"training {name} stopped: {err}; nothing was written. Lower train.lr (now "
                                f"{inputs.train.lr:g}) or the weight of the method's loss term (e.g. loss.alpha)"
                                ) from None
-        seconds = time.time() - start
-        trained = gathered_model(trainer, job, inputs) if trainer.is_fsdp_enabled else trainer.model
-        if main:
-            save_model(trained, tok, inputs.out_dir)
-        trainer.accelerator.wait_for_everyone()  # the others exit only once the model is in place
+        with timer.phase("save"):
+            trained = gathered_model(trainer, job, inputs) if trainer.is_fsdp_enabled else trainer.model
+            if main:
+                save_model(trained, tok, inputs.out_dir)
+            trainer.accelerator.wait_for_everyone()  # the others exit only once the model is in place
     if not main:
         return None
     return {
         "rows": job.rows, **job.metrics, **setup,
         "seed": inputs.seed, "steps": result.global_step, "train_loss": result.training_loss,
-        "seconds": round(seconds, 1), "trainable_parameters": n_trainable, "resumed": checkpoint is not None,
-        **curve_ends(trainer.state.log_history, keys),
+        "seconds": timer.seconds(), "trainable_parameters": n_trainable, "resumed": checkpoint is not None,
+        "frozen_cache": cache_metrics, **curve_ends(trainer.state.log_history, keys),
     }
+
+
+def frozen_store(
+    model: PreTrainedModel, job: Job, inputs: TrainInputs, split: int, before: list | None, args: TrainingArguments,
+) -> tuple[frozen.FrozenStore | None, dict]:
+    """The filled store of the frozen bottom's states, or None and why not (logged); and its metrics.
+
+    Several processes: the main one fills the on-disk store first, the others then read it.
+    """
+    train = inputs.train
+    if not train.frozen_cache:
+        why = "train.frozen_cache is false"
+    elif train.trainable != "top_layers":
+        why = f"train.trainable is {train.trainable}: the whole model trains"
+    elif job.pieces is None:
+        why = f"{job.trainer_cls.__name__} runs the whole model itself"
+    elif os.environ.get("ACCELERATE_USE_FSDP", "").lower() in ("1", "true"):
+        why = "FSDP shards the model"
+    else:
+        why = frozen.why_not(model, split, before, job.pieces(job.dataset[0])[0])
+    if why is not None:
+        log.info("frozen states: not cached (%s); the whole model runs every step", why)
+        return None, {"used": False, "why_not": why}
+    store = frozen.FrozenStore(model, split, inputs.base_dir, frozen.store_root())
+    for turn in ("main", "others") if args.world_size > 1 else ("main",):
+        if (args.process_index == 0) == (turn == "main"):
+            store.fill(model, job.dataset, job.pieces)
+        if args.world_size > 1:
+            torch.distributed.barrier()
+    metrics = store.metrics()
+    log.info("frozen states below block %d: %d pieces (%d computed, %d from %s, %d bad entries), %.0f MiB",
+             split, metrics["pieces"], metrics["computed"], metrics["from_disk"], store.folder or "memory only",
+             metrics["bad_entries"], metrics["mib"])
+    return store, metrics
 
 
 def gathered_model(trainer: Trainer, job: Job, inputs: TrainInputs) -> torch.nn.Module | None:

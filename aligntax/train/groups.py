@@ -5,13 +5,16 @@ gets the contrastive term when its group has >= 2 positives (the reference count
 negative. Rules: rows for unknown posts are dropped; a group reference row whose text is not
 the raw reference is ignored (the raw reference is the CE target); invalid entity spans are
 dropped (the variant then pools over all its tokens); NaN toxicity is ignored by the weight;
-variants beyond ``max_variants`` are dropped keeping the positive/negative mix.
+variants beyond ``max_variants`` are dropped keeping the positive/negative mix; negatives of a
+kind outside ``negatives`` (`loss.negatives`) are left out, and a post whose every negative is
+left out that way trains with CE only (counted as posts_negatives_excluded).
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import pandas as pd
@@ -50,9 +53,19 @@ def _tox(value) -> float:
     return float("nan") if value is None or pd.isna(value) else float(value)
 
 
-def build_posts(raw: pd.DataFrame, groups: pd.DataFrame | None, max_variants: int) -> tuple[list[Post], dict]:
-    """One Post per raw row (in raw order) and the row accounting of the groups file."""
-    counts: Counter = Counter()
+def build_posts(
+    raw: pd.DataFrame, groups: pd.DataFrame | None, max_variants: int, negatives: Collection[str] | None = None,
+) -> tuple[list[Post], dict]:
+    """One Post per raw row (in raw order) and the row accounting of the groups file.
+
+    ``negatives``: the kinds of negatives kept (None: all). Every post lands in exactly one of
+    posts_contrastive, posts_without_group, posts_too_few_positives, posts_without_negative and
+    posts_negatives_excluded.
+    """
+    counts: Counter = Counter({k: 0 for k in ("posts_contrastive", "posts_without_group", "posts_too_few_positives",
+                                              "posts_without_negative")})
+    if negatives is not None:
+        counts.update({"negatives_excluded": 0, "posts_negatives_excluded": 0})
     by_post: dict[str, list[dict]] = {}
     if groups is not None:
         known = set(raw["id"])
@@ -67,7 +80,7 @@ def build_posts(raw: pd.DataFrame, groups: pd.DataFrame | None, max_variants: in
         ref_text = rec["summary"].strip()
         ref = Variant(ref_text, True)
         ref_tox = float("nan")
-        positives, negatives = [], []
+        positives, kept_negatives, excluded = [], [], 0
         for row in by_post.get(rec["id"], []):
             text = row["text"].strip()
             spans = _spans(row["entity_spans"], text, counts)
@@ -77,22 +90,26 @@ def build_posts(raw: pd.DataFrame, groups: pd.DataFrame | None, max_variants: in
                 else:
                     counts["group_reference_mismatch"] += 1
                 continue
+            if row["role"] != "positive" and negatives is not None and row["kind"] not in negatives:
+                counts["negatives_excluded"] += 1
+                excluded += 1
+                continue
             if math.isnan(_tox(row["toxicity"])):
                 counts["nan_toxicity"] += 1
-            target = positives if row["role"] == "positive" else negatives
+            target = positives if row["role"] == "positive" else kept_negatives
             target.append((Variant(text, row["role"] == "positive", spans), _tox(row["toxicity"])))
         n_pos_keep = min(len(positives), max(1, max_variants // 2 - 1))
-        n_neg_keep = min(len(negatives), max_variants - 1 - n_pos_keep)
+        n_neg_keep = min(len(kept_negatives), max_variants - 1 - n_pos_keep)
         n_pos_keep = min(len(positives), max_variants - 1 - n_neg_keep)
-        counts["variants_capped"] += len(positives) + len(negatives) - n_pos_keep - n_neg_keep
-        kept = positives[:n_pos_keep] + negatives[:n_neg_keep]
+        counts["variants_capped"] += len(positives) + len(kept_negatives) - n_pos_keep - n_neg_keep
+        kept = positives[:n_pos_keep] + kept_negatives[:n_neg_keep]
         contrastive = n_pos_keep >= 1 and n_neg_keep >= 1
         if rec["id"] not in by_post:
             counts["posts_without_group"] += 1
         elif n_pos_keep < 1:
             counts["posts_too_few_positives"] += 1
         elif n_neg_keep < 1:
-            counts["posts_without_negative"] += 1
+            counts["posts_negatives_excluded" if excluded else "posts_without_negative"] += 1
         if not contrastive:
             kept = []
         counts["posts_contrastive"] += int(contrastive)

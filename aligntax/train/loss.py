@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from aligntax.config import check
+from aligntax.schema import NEGATIVE_KINDS
 
 
 @dataclass
@@ -37,8 +38,18 @@ class LossConfig:
     pool_fallback: Literal["content", "all"] = "content"
     """A variant with no entity: pool over its nouns, proper nouns and numbers (`content`, ours; spaCy
     POS tags), or over all its tokens (`all`); a text with neither pools over all its tokens."""
+    pool_position: Literal["at", "predicts"] = "at"
+    """Pool the state at each pooled token (`at`, the paper's code) or the one predicting it, one to
+    the left (`predicts`, CLIFF's decoder; the first summary token's is the last prompt token)."""
+    negatives: list[str] = field(default_factory=lambda: list(NEGATIVE_KINDS))
+    """Kinds of negatives of the groups artifact the contrastive term uses (a post left without one
+    trains with CE only, counted as posts_negatives_excluded)."""
 
     def __post_init__(self) -> None:
+        check(len(self.negatives) > 0 and set(self.negatives) <= set(NEGATIVE_KINDS)
+              and len(set(self.negatives)) == len(self.negatives), "loss.negatives",
+              f"a non-empty list without repeats of {', '.join(NEGATIVE_KINDS)}, e.g. "
+              "-S 'loss.negatives=[swap_ent,mask_regen,sys_lowcon]'")
         check(self.alpha >= 0, "loss.alpha", "a number >= 0")
         check(self.temperature > 0, "loss.temperature", "a number > 0")
         check(self.static_weight >= 0, "loss.static_weight", "a number >= 0")

@@ -8,12 +8,17 @@ only one trained with CE.
 Packed layout: one row per post = prompt, then every variant; a 4-D block mask lets a variant
 see the prompt and itself only, and position ids restart after the prompt, so each variant is
 computed exactly as if it followed the prompt alone (the naive layout).
+
+Given a ``FrozenStore`` (``aligntax.train.frozen``) the collators add the frozen bottom's states
+of each row (``frozen_states``, ``frozen_split``), assembled from its pieces: the prompt, then
+each summary read behind it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Literal, Protocol
 
 import torch
 from transformers import PreTrainedTokenizerBase
@@ -112,17 +117,38 @@ def encode(
     return ex, counts
 
 
-def collate(examples: Sequence[Encoded], packed: bool, pad_id: int, contrastive: bool = True) -> dict[str, torch.Tensor]:
+class RowStates(Protocol):
+    """What the collators need of ``aligntax.train.frozen.FrozenStore``."""
+
+    split: int
+
+    def row_states(self, rows: Sequence[Sequence[tuple[Sequence[int], Sequence[int]]]], width: int) -> torch.Tensor:
+        """[rows, width, hidden]: the states of each row's pieces (context, ids), in order."""
+        ...
+
+
+def pieces(ex: Encoded) -> tuple[list[int], list[list[int]]]:
+    """(prompt, the variants read behind it) of an example: what its rows are made of."""
+    return ex.prompt, ex.variants
+
+
+def collate(
+    examples: Sequence[Encoded], packed: bool, pad_id: int, contrastive: bool = True,
+    pool_position: Literal["at", "predicts"] = "at", frozen: RowStates | None = None,
+) -> dict[str, torch.Tensor]:
     """Batch tensors for either layout; flat indices address rows * seq_len positions.
 
     ce_index/ce_labels: hidden positions that predict the reference tokens and their targets.
-    pool_index/pool_owner: hidden positions pooled into each contrastive variant.
+    pool_index/pool_owner: hidden positions pooled into each contrastive variant: the position of
+    each pooled token (``at``), or the one that predicts it (``predicts``: one to the left; for a
+    variant's first token the last prompt token, which every variant reads).
     var_group/var_positive: per pooled variant, its post (0..G-1) and role; group_weight: w per post.
     Non-contrastive posts (or ``contrastive=False``) contribute their reference to CE only.
     """
     rows: list[list[int]] = []
     positions: list[list[int]] = []
     segments: list[list[int]] = []
+    row_pieces: list[list[tuple[list[int], list[int]]]] = []
     ce_index, ce_labels, pool_index, pool_owner = [], [], [], []
     var_group, var_positive, weights = [], [], []
     starts: list[tuple[int, int]] = []  # (row, offset) of each pending variant, filled below
@@ -141,12 +167,14 @@ def collate(examples: Sequence[Encoded], packed: bool, pad_id: int, contrastive:
                 pos += range(p, p + len(ex.variants[i]))
                 seg += [i + 1] * len(ex.variants[i])
             rows.append(row), positions.append(pos), segments.append(seg)
+            row_pieces.append([([], ex.prompt)] + [(ex.prompt, ex.variants[i]) for i in range(n_var)])
         else:
             for i in range(n_var):
                 starts.append((len(rows), p))
                 rows.append(ex.prompt + ex.variants[i])
                 positions.append(list(range(p + len(ex.variants[i]))))
                 segments.append([1] * (p + len(ex.variants[i])))
+                row_pieces.append([([], ex.prompt), (ex.prompt, ex.variants[i])])
         for i, (r, off) in enumerate(starts):
             ids = ex.variants[i]
             if i == 0:
@@ -156,7 +184,11 @@ def collate(examples: Sequence[Encoded], packed: bool, pad_id: int, contrastive:
                 ce_labels += ids
             if use_cl:
                 owner = len(var_group)
-                hits = [(r, off + k) for k, m in enumerate(ex.pool[i]) if m]
+                pooled = [k for k, m in enumerate(ex.pool[i]) if m]
+                if pool_position == "at":
+                    hits = [(r, off + k) for k in pooled]
+                else:  # the state predicting token k: one to the left, the last prompt token for k = 0
+                    hits = [(r, off + k - 1 if k else p - 1) for k in pooled]
                 pool_index += hits
                 pool_owner += [owner] * len(hits)
                 var_group.append(len(weights) - 1)
@@ -183,6 +215,9 @@ def collate(examples: Sequence[Encoded], packed: bool, pad_id: int, contrastive:
         "var_positive": torch.tensor(var_positive, dtype=torch.bool),
         "group_weight": torch.tensor(weights, dtype=torch.float32),
     }
+    if frozen is not None:
+        batch["frozen_states"] = frozen.row_states(row_pieces, width)
+        batch["frozen_split"] = torch.tensor(frozen.split)
     return batch
 
 

@@ -13,7 +13,7 @@ from transformers import PreTrainedTokenizerBase
 
 from aligntax.models import ModelConfig
 from aligntax.train.core import Job, TrainInputs
-from aligntax.train.packing import Encoded, Variant, collate, encode
+from aligntax.train.packing import Encoded, Variant, collate, encode, pieces
 from aligntax.train.trainer import TrainConfig
 
 CONFIG = None
@@ -46,7 +46,8 @@ def encode_sft(
 def sft_job(tok: PreTrainedTokenizerBase, examples: pd.DataFrame, inputs: TrainInputs) -> Job:
     """CE on the summaries of ``examples`` (columns post, summary) with the shared trainer."""
     encoded, counts = encode_sft(tok, examples, inputs.train, inputs.model)
-    return Job(encoded, counts, partial(collate, packed=False, pad_id=tok.pad_token_id, contrastive=False))
+    return Job(encoded, counts, partial(collate, packed=False, pad_id=tok.pad_token_id, contrastive=False),
+               pieces=pieces)
 
 
 def prepare(inputs: TrainInputs, tok: PreTrainedTokenizerBase, cfg: None) -> Job:

@@ -36,7 +36,7 @@ from aligntax.config import check
 from aligntax.io import atomic_dir
 from aligntax.models import save_partial
 from aligntax.train.loss import LossConfig
-from aligntax.train.objective import HEAD_NAME, compute_objective, unwrap
+from aligntax.train.objective import HEAD_NAME, compute_objective, decoder_blocks, unwrap
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +75,9 @@ class TrainConfig:
     """peft target_modules: `all-linear` or comma-separated module names (trainable: lora)."""
     packing: bool = True
     """Shared-prefix packing (one row per post); false = one row per variant (the reference path)."""
+    frozen_cache: bool = True
+    """top_layers: compute the frozen bottom's states once per text and train the top on them (same
+    results); off by itself when the bottom trains or is random (lora, full, dropout). Store: docs/training.md."""
     save_steps: int = 0
     """Checkpoint every n optimizer steps into the checkpoint folder (0 = none); a multiple of logging_steps."""
     resume: bool = False
@@ -277,16 +280,6 @@ class LogLines(TrainerCallback):
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         _log_line(state, logs)
-
-
-def decoder_blocks(model: PreTrainedModel) -> torch.nn.ModuleList:
-    """The list of decoder blocks of a causal LM (the ModuleList inside its base model)."""
-    decoder = getattr(model, model.base_model_prefix)
-    layers = next((m for m in decoder.children() if isinstance(m, torch.nn.ModuleList)), None)
-    if layers is None:
-        raise ValueError(f"{type(model).__name__}: no list of decoder blocks found under "
-                         f"'{model.base_model_prefix}'; use train.trainable: full or lora")
-    return layers
 
 
 def trained_blocks(n_layers: int, cfg: TrainConfig) -> range:

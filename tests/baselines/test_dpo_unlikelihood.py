@@ -131,23 +131,52 @@ def test_unlikelihood_step_changes_parameters_and_lowers_negative_probability(ti
     assert neg_prob() < p_before
 
 
+def _dpo(tiny_llama_dir, out, cfg: DpoConfig, jobs=None, monkeypatch=None, batch_size=2):
+    raw, groups = _frames()
+    if jobs is not None:
+        prepare = dpo.prepare
+        monkeypatch.setattr(dpo, "prepare", lambda *args: jobs.append(prepare(*args)) or jobs[-1])
+    train = TrainConfig(lr=1e-2, batch_size=batch_size, grad_accum=1, epochs=2, warmup_ratio=0.0, logging_steps=1,
+                        trainable="full")
+    inputs = TrainInputs(tiny_llama_dir, raw, train, ModelConfig(prompt_template=TEMPLATE), 0, out, groups=groups,
+                         live_dir=out.with_name(out.name + "-live"))
+    return train_method(dpo, cfg, inputs)
+
+
 @pytest.mark.slow
 def test_dpo_step_changes_parameters_keeps_reference_frozen(tiny_llama_dir, tmp_path, monkeypatch):
-    raw, groups = _frames()
     jobs = []
-    prepare = dpo.prepare
-    monkeypatch.setattr(dpo, "prepare", lambda *args: jobs.append(prepare(*args)) or jobs[-1])
-    cfg = TrainConfig(lr=1e-2, batch_size=2, grad_accum=1, warmup_ratio=0.0, logging_steps=1, trainable="full")
-    inputs = TrainInputs(tiny_llama_dir, raw, cfg, ModelConfig(prompt_template=TEMPLATE), 0, tmp_path / "dpo",
-                         groups=groups)
-    metrics = train_method(dpo, DpoConfig(max_pairs_per_post=2), inputs)
-    assert metrics["steps"] == 2 and metrics["rows"]["pairs"] == 3
+    metrics = _dpo(tiny_llama_dir, tmp_path / "dpo", DpoConfig(max_pairs_per_post=2, precompute_ref=False), jobs,
+                   monkeypatch)
+    assert metrics["steps"] == 4 and metrics["rows"]["pairs"] == 3
     assert math.isfinite(metrics["train_loss"]) and metrics["train_loss"] > 0
     base = AutoModelForCausalLM.from_pretrained(tiny_llama_dir)
     trained = AutoModelForCausalLM.from_pretrained(tmp_path / "dpo")
     assert _changed(trained, _snapshot(base)) == len(_snapshot(base))
     ref = jobs[0].trainer_kwargs["ref_model"]
     assert all(torch.equal(p, q) for p, q in zip(ref.parameters(), base.parameters(), strict=True))
+
+
+@pytest.mark.slow
+def test_dpo_precomputed_reference_trains_as_the_reference_model(tiny_llama_dir, tmp_path, monkeypatch):
+    """trl's precompute_ref_log_probs (the default): no reference copy, the same curves and weights (fp32 noise).
+
+    At batch size 1 (the default) the precomputed pass reads each pair as training does; a larger
+    batch pads pairs differently in the two passes (1e-5 nats at the first step, grown by training).
+    """
+    jobs = []
+    pre = _dpo(tiny_llama_dir, tmp_path / "pre", DpoConfig(max_pairs_per_post=2), jobs, monkeypatch, batch_size=1)
+    plain = _dpo(tiny_llama_dir, tmp_path / "plain", DpoConfig(max_pairs_per_post=2, precompute_ref=False),
+                 batch_size=1)
+    assert jobs[0].trainer_kwargs["ref_model"] is None
+    assert pre["steps"] == plain["steps"] == 6
+    curves = [pd.read_csv(tmp_path / f"{name}-live" / "plots" / "metrics" / "train" / "rewards" / "margins.tsv",
+                          sep="\t")["margins"].tolist() for name in ("pre", "plain")]
+    assert curves[0] == pytest.approx(curves[1], abs=1e-5) and any(abs(m) > 1e-3 for m in curves[0])
+    assert pre["train_loss"] == pytest.approx(plain["train_loss"], abs=1e-5)
+    a = AutoModelForCausalLM.from_pretrained(tmp_path / "pre").state_dict()
+    b = AutoModelForCausalLM.from_pretrained(tmp_path / "plain").state_dict()
+    assert max((a[k] - b[k]).abs().max().item() for k in a) <= 1e-5
 
 
 def test_configs_reject_bad_values():

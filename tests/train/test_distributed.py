@@ -160,6 +160,28 @@ def test_two_processes_match_one_and_only_rank0_writes(tiny_llama_dir, tmp_path)
     assert max((one_w[k] - base[k]).abs().max().item() for k in base) > 1e-3  # the compared models trained
 
 
+def test_two_processes_on_cached_frozen_states_match_one_plain(tiny_llama_dir, tmp_path):
+    """top_layers + train.frozen_cache under DDP: rank 0 fills the on-disk store, rank 1 reads it; same model."""
+    budget = {"trainable": "top_layers", "top_layers": 1}
+    ref = tmp_path / "one"
+    one = train_method(sft, None, TrainInputs(tiny_llama_dir, RAW, TrainConfig(**(TRAIN | budget | {
+        "grad_accum": 2, "frozen_cache": False})), ModelConfig(prompt_template=TEMPLATE), 0, ref / "model",
+        checkpoint_dir=ref / "ckpt", live_dir=ref / "live"))
+    work = _stage_dir(tmp_path / "two", RAW, grad_accum=1, **budget)
+    store = tmp_path / "store"
+    run = _launch(_torchrun(2), ["-m", "stages.train"], work, tiny_llama_dir, ALIGNTAX_FROZEN_CACHE=str(store))
+    assert run.returncode == 0, run.stderr[-3000:]
+    metrics = json.loads((work / "metrics" / "train_sft.json").read_text())
+    assert metrics["frozen_cache"]["used"] and metrics["frozen_cache"]["computed"] == 16  # 8 prompts + 8 references
+    assert len(list(store.rglob("*.safetensors"))) == 16
+    two_curve, one_curve = _curve(work / "dvclive" / "train_sft", "loss"), _curve(ref / "live", "loss")
+    assert two_curve["loss"].to_numpy() == pytest.approx(one_curve["loss"].to_numpy(), rel=RTOL)
+    two_w, one_w = load_file(work / "models" / "sft" / "model.safetensors"), load_file(ref / "model" / "model.safetensors")
+    assert two_w.keys() == one_w.keys() and any("layers.1." in k for k in one_w)
+    assert max((two_w[k] - one_w[k]).abs().max().item() for k in one_w) < ATOL_WEIGHTS
+    assert one["steps"] == metrics["steps"] == 4
+
+
 def test_a_failing_rank_fails_the_stage_with_its_error_and_no_outputs(tiny_llama_dir, tmp_path):
     work = _stage_dir(tmp_path, RAW, module="failing_sft.py", grad_accum=1)
     (work / "failing_sft.py").write_text(textwrap.dedent(FAILING))

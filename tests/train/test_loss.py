@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
 
 from aligntax.config import ConfigError, load_section
 from aligntax.train.loss import ContrastiveHead, LossConfig, group_weight, info_nce, pool_variants
+from aligntax.train.trainer import TrainConfig
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_head_shape_and_unit_norm():
@@ -77,3 +81,23 @@ def test_loss_config_rejects_bad_values():
         load_section({"loss": {"temperature": 0}}, "loss", LossConfig)
     with pytest.raises(ConfigError, match="loss.scale"):
         load_section({"loss": {"scale": "sometimes"}}, "loss", LossConfig)
+
+
+def test_ablation_switches_parse_from_dvc_set_and_are_validated(tmp_path):
+    """`dvc exp run -S` writes these into params.yaml (dvc's own override code); the section loads or names the key."""
+    from dvc.utils.hydra import apply_overrides
+
+    params = tmp_path / "params.yaml"
+    params.write_text((ROOT / "params.yaml").read_text())
+    apply_overrides(params, ["loss.negatives=[swap_ent,mask_regen,sys_lowcon]", "loss.pool_position=predicts",
+                             "loss.entity_pooling=false", "train.frozen_cache=false"])
+    loss = load_section(params, "loss", LossConfig)
+    assert loss.negatives == ["swap_ent", "mask_regen", "sys_lowcon"] and loss.pool_position == "predicts"
+    assert loss.entity_pooling is False and load_section(params, "train", TrainConfig).frozen_cache is False
+    for bad, key in (("loss.negatives=[swap_ent,toxic]", "loss.negatives"), ("loss.negatives=[]", "loss.negatives"),
+                     ("loss.negatives=[swap_ent,swap_ent]", "loss.negatives"),
+                     ("loss.pool_position=before", "loss.pool_position")):
+        params.write_text((ROOT / "params.yaml").read_text())
+        apply_overrides(params, [bad])
+        with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+            load_section(params, "loss", LossConfig)

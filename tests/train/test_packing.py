@@ -118,3 +118,30 @@ def test_content_pool_for_variants_without_entities(tiny_llama_dir):
     assert (counts["pool_entity"], counts["pool_content"], counts["pool_fallback"]) == (1, 1, 1)
     _, counts = encode(tok, TEMPLATE, POSTS[0], [with_ent, plain, bare], 64, 16, contrastive=False)
     assert counts["pool_entity"] + counts["pool_content"] + counts["pool_fallback"] == 0  # CE only: no pooling
+
+
+def _hand_built():
+    from aligntax.train.packing import Encoded
+
+    # prompt 10 11 12; variants: reference pools 21 22, a paraphrase pools 30, a negative pools 40 (2 = eos)
+    return Encoded(prompt=[10, 11, 12], variants=[[20, 21, 22, 2], [30, 31, 2], [40, 2]],
+                   pool=[[False, True, True, False], [True, False, False], [True, False]],
+                   positive=[True, True, False], contrastive=True)
+
+
+@pytest.mark.parametrize(("packed", "position", "flat"), [
+    # packed: one row 10 11 12 | 20 21 22 2 | 30 31 2 | 40 2 (width 12): variants start at 3, 7, 10
+    (True, "at", [4, 5, 7, 10]),
+    (True, "predicts", [3, 4, 2, 2]),  # a variant's first token is predicted by the last prompt token (2)
+    # naive: rows prompt+variant (width 7): row r starts at flat 7 r; each variant starts at column 3
+    (False, "at", [4, 5, 10, 17]),
+    (False, "predicts", [3, 4, 9, 16]),
+])
+def test_pool_position_picks_these_flat_positions(packed, position, flat):
+    batch = collate([_hand_built()], packed=packed, pad_id=0, pool_position=position)
+    assert batch["pool_index"].tolist() == flat
+    assert batch["pool_owner"].tolist() == [0, 0, 1, 2]
+    ids = batch["input_ids"].reshape(-1)
+    if position == "at":
+        assert ids[batch["pool_index"]].tolist() == [21, 22, 30, 40]
+    assert batch["ce_index"].tolist() == [2, 3, 4, 5]  # pooling leaves CE alone (the reference: row 0)

@@ -75,6 +75,20 @@ def test_build_posts_rules():
     assert len(capped[0].variants) == 3 and counts["variants_capped"] == 1
 
 
+def test_loss_negatives_leave_kinds_out_with_accounting():
+    """No toxic negatives: post a keeps its swap_ent, c (only a toxic one, and 1 positive) stays CE only."""
+    posts, counts = build_posts(RAW_ROWS, _groups(), max_variants=8, negatives=["swap_ent", "mask_regen"])
+    assert [p.contrastive for p in posts] == [True, True, False, False]
+    assert [v.text for v in posts[0].variants if not v.positive] == ["dropped my laptop in the toilet."]
+    assert counts["negatives_excluded"] == 2 and counts["posts_negatives_excluded"] == 0
+    posts, counts = build_posts(RAW_ROWS, _groups(), max_variants=8, negatives=["toxic_lm"])
+    assert [p.contrastive for p in posts] == [True, False, False, False]  # b had a swap_ent only: loses its group
+    assert counts["negatives_excluded"] == 2 and counts["posts_negatives_excluded"] == 1
+    assert counts["posts_without_negative"] == 0 and counts["posts_too_few_positives"] == 1
+    assert sum(counts[k] for k in ("posts_contrastive", "posts_without_group", "posts_too_few_positives",
+                                   "posts_without_negative", "posts_negatives_excluded")) == counts["posts"] == 4
+
+
 def _changed(before, model):
     after = dict(model.named_parameters())
     return [n for n, p in before.items() if not torch.equal(p, after[n].detach())]
