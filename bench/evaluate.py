@@ -1,68 +1,83 @@
-"""Time the evaluate stage per method on the default params: scorer load, generation, scoring.
+"""Time `evaluate@<method>` per phase: each method's stage run as DVC runs it, in a fresh process.
 
-    python bench/evaluate.py                      # every method in params.yaml whose model exists
-    python bench/evaluate.py base=models/base     # chosen methods
-    python bench/evaluate.py --n-posts 8          # override evaluate.n_posts
+    python bench/evaluate.py base=models/base sft=models/sft self_debias=models/sft
+    python bench/evaluate.py sft=models/sft --store /tmp/states      # the shared-bottom store used (fresh folder)
+    python bench/evaluate.py sft=models/sft --store off              # no store: every block computed
+    python bench/evaluate.py sft=models/sft --n-posts 8 --no-groups  # a quick generation-only run
 
-Prints wall and CPU seconds; one stage run = scorer load + one method's generation + scoring
-(plus ~5-10 s of Python imports, not counted here). The load of other processes on the machine
-inflates wall time; CPU seconds are less sensitive to it.
+Runs `python -m stages.evaluate` per method in the order given (outputs to a temporary folder), and
+prints the stage's own "seconds" (metrics JSON: imports, load, generate and its prefill, score,
+preferences), the process's CPU seconds, the shared bottom's split and the store's traffic, and the
+load average. The first method whose bottom is shared fills the store; later ones read it.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import time
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
-from aligntax.config import load_section, load_seed, read_params
-from aligntax.evaluate.run import EvaluateConfig, generate_method, load_scorers, score_method, select_posts
-from aligntax.io import read_parquet
-from aligntax.models import ModelConfig
-from aligntax.report.compare import load_methods
-from aligntax.schema import RAW
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+PHASES = ("total", "imports", "load", "generate", "generate_prefill", "score", "preferences")
 
 
-class Clock:
-    def __enter__(self):
-        self.wall, self.cpu = time.perf_counter(), time.process_time()
-        return self
-
-    def __exit__(self, *exc):
-        self.wall, self.cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
+def run_stage(name: str, model: str, args: argparse.Namespace, out: Path, params: Path) -> tuple[dict, float]:
+    cmd = [sys.executable, "-m", "stages.evaluate", "--params", str(params), "--method", name, "--model", model,
+           "--eval", args.eval, "--scorer-dir", args.scorer_dir, "--generations", str(out / "gen.parquet"),
+           "--scores", str(out / "scores.parquet"), "--metrics", str(out / "m.json")]
+    if not args.no_groups:
+        cmd += ["--groups", args.groups, "--preferences", str(out / "pref.parquet"),
+                "--likelihoods", str(out / "lik.parquet")]
+    env = dict(os.environ)
+    if args.store:
+        env["ALIGNTAX_STATE_CACHE"] = args.store
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    subprocess.run(cmd, cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return json.loads((out / "m.json").read_text()), cpu
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("methods", nargs="*", help="name=model_dir (default: params.yaml methods that exist)")
+    p.add_argument("methods", nargs="+", help="name=model_dir, run in this order")
     p.add_argument("--params", default="params.yaml")
     p.add_argument("--eval", default="data/raw/eval.parquet")
+    p.add_argument("--groups", default="data/augment/eval/groups.parquet")
+    p.add_argument("--no-groups", action="store_true", help="skip preferences")
     p.add_argument("--scorer-dir", default="models/scorers")
-    p.add_argument("--n-posts", type=int, default=None)
+    p.add_argument("--n-posts", type=int, default=None, help="override evaluate.n_posts")
+    p.add_argument("--store", default=None, help="ALIGNTAX_STATE_CACHE for the runs (a folder, or off)")
+    p.add_argument("--keep", default=None, help="copy each method's outputs to <keep>/<method>/")
     args = p.parse_args()
-    params = read_params(args.params)
-    cfg = load_section(params, "evaluate", EvaluateConfig)
-    if args.n_posts is not None:
-        cfg = dataclasses.replace(cfg, n_posts=args.n_posts)
-    template = load_section(params, "model", ModelConfig).prompt_template
-    methods = dict(m.split("=", 1) for m in args.methods) or {
-        name: path for name, path in load_methods(params).items() if (Path(path) / "config.json").is_file()
-    }
-    evals, _ = select_posts(read_parquet(args.eval, RAW), cfg.n_posts)
-    print(f"{len(evals)} posts, max_new_tokens {cfg.generate.max_new_tokens}, batch_size {cfg.generate.batch_size}")
-    with Clock() as load:
-        scorers = load_scorers(params, cfg, args.scorer_dir)
-    print(f"scorers loaded: {load.wall:.1f} s wall, {load.cpu:.1f} s cpu")
-    print(f"{'method':<14}{'generate s':>12}{'score s':>10}{'stage s':>10}{'gen cpu s':>11}{'s/post':>8}{'tokens':>8}")
-    for name, model_dir in methods.items():
-        with Clock() as gen:
-            gens = generate_method(name, model_dir, evals, cfg, template, params)
-        with Clock() as score:
-            score_method(gens, scorers, cfg, load_seed(params))
-        total = load.wall + gen.wall + score.wall
-        print(f"{name:<14}{gen.wall:>12.1f}{score.wall:>10.1f}{total:>10.1f}{gen.cpu:>11.1f}"
-              f"{gen.wall / len(evals):>8.2f}{gens['n_tokens'].mean():>8.1f}")
+    print(f"load average before: {os.getloadavg()[0]:.2f}")
+    print(f"{'method':<14}" + "".join(f"{k.replace('generate_', ''):>11}" for k in PHASES)
+          + f"{'cpu s':>8}{'split':>7}{'hits':>6}{'miss':>6}{'MB in':>7}{'MB out':>7}")
+    with tempfile.TemporaryDirectory() as tmp:
+        params = Path(tmp) / "params.yaml"
+        values = yaml.safe_load((ROOT / args.params).read_text())
+        if args.n_posts is not None:
+            values["evaluate"]["n_posts"] = args.n_posts
+        params.write_text(yaml.safe_dump(values, sort_keys=False))
+        for spec in args.methods:
+            name, model = spec.split("=", 1)
+            out = Path(args.keep) / name if args.keep else Path(tmp) / name
+            out.mkdir(parents=True, exist_ok=True)
+            metrics, cpu = run_stage(name, model, args, out, params)
+            sec, bottom = metrics["seconds"], metrics["shared_bottom"]
+            store = [bottom.get("hits", 0), bottom.get("misses", 0), bottom.get("bytes_read", 0) / 1e6,
+                     bottom.get("bytes_written", 0) / 1e6]
+            print(f"{name:<14}" + "".join(f"{sec.get(k, 0.0):>11.1f}" for k in PHASES)
+                  + f"{cpu:>8.1f}{bottom['split'] or '-':>7}{store[0]:>6}{store[1]:>6}{store[2]:>7.0f}{store[3]:>7.0f}",
+                  flush=True)
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":
