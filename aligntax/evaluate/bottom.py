@@ -12,8 +12,11 @@ model (transformers' ``generate``).
 (aligntax/models.py ``save_partial``) lists exactly its saved tensors and points to its base;
 the union of the saved tensors along the chain (inlp -> sft -> base) is what differs from the
 root. split = the lowest changed block (the number of blocks when only the final norm or the LM
-head changed). Off, with one log line, when the folder is itself a full model (base, or a method
-trained with `trainable: full`), when anything below the blocks changed (embeddings), when the
+head changed). A full model (models/base, or a method trained with `trainable: full`) is a root:
+it changes nothing, so any split gives it the same outputs, and it takes the split its partial
+folders were last evaluated with in this store (``splits.json``), so a re-run of evaluate@base
+reads their entries; off until then. Off, with one log line, when anything below the blocks
+changed (embeddings), when the
 bottom block changed (LoRA merges every block), when the config differs from the root's in
 anything but dropout, or when the model is not Llama-like (embed_tokens, rotary_emb, layers,
 norm, lm_head; full-attention caches only).
@@ -63,6 +66,8 @@ log = logging.getLogger(__name__)
 ENV = "ALIGNTAX_STATE_CACHE"
 FORMAT = 1
 """Bumped when the entry layout changes, so old entries are never read as new ones."""
+SPLITS = "splits.json"
+"""Per root weights: the splits its partial folders were evaluated with, most recent last."""
 HARMLESS_CONFIG = re.compile(r"dropout|pdrop|^_name_or_path$|^transformers_version$|^tie_word_embeddings$")
 """Config keys a method may change without changing its frozen bottom at evaluation (no dropout in eval
 mode; tied embeddings only decide where the LM head comes from)."""
@@ -98,9 +103,11 @@ def blockwise(model: PreTrainedModel) -> bool:
             and getattr(model.config, "sliding_window", None) is None and set(types) == {"full_attention"})
 
 
-def find_split(model_dir: str | Path, model: PreTrainedModel) -> Split | None:
+def find_split(model_dir: str | Path, model: PreTrainedModel, store: StateStore | None = None) -> Split | None:
     """Where ``model`` (loaded from ``model_dir``) starts to differ from the root of its chain; None
-    (logged) when no bottom is shared."""
+    (logged) when no bottom is shared. With a ``store``, a partial folder's split is noted there, and
+    a root (models/base) takes the split its partial folders used most recently, if any: its outputs
+    are the same at any split, so it only saves them the work."""
     folder, changed, chain = Path(model_dir), set(), []
     while (folder / POINTER_FILE).is_file():
         with safe_open(str(folder / WEIGHTS_FILE), "pt") as fh:
@@ -112,21 +119,24 @@ def find_split(model_dir: str | Path, model: PreTrainedModel) -> Split | None:
     blocks = {int(m.group(1)) for k in changed if (m := re.match(rf"{prefix}\.layers\.(\d+)\.", k))}
     below = sorted(k for k in changed if not re.match(rf"({prefix}\.(layers\.\d+|norm)|lm_head)\.", k))
     layer = min(blocks, default=model.config.num_hidden_layers)
-    if not chain:
-        why = "it is a full model (no partial folder pointing to a base)"
-    elif not blockwise(model):
+    if not blockwise(model):
         why = f"{type(model).__name__} is not run block by block here"
     elif below:
         why = f"it changes {below[0]} below the blocks"
     elif layer == 0:
         why = "it changes the bottom block (LoRA or full training)"
-    else:
+    elif chain:
         why = _config_change(chain, folder)
+    elif store is None or not 0 < (layer := store.known_split(weights_hash(folder)) or 0) <= len(model.model.layers):
+        why = "it is a full model, and no model derived from it has been evaluated with this store yet"
     if why:
         log.info("%s: no shared bottom: %s", model_dir, why)
         return None
+    split = Split(folder, weights_hash(folder), layer)
+    if chain and store is not None:
+        store.note_split(split)
     log.info("%s: blocks [0, %d) of %d shared with %s", model_dir, layer, model.config.num_hidden_layers, folder)
-    return Split(folder, weights_hash(folder), layer)
+    return split
 
 
 def _config_change(chain: list[Path], root: Path) -> str | None:
@@ -161,6 +171,29 @@ class StateStore:
 
     def path(self, weights: str, key: str) -> Path:
         return self.root / weights[:16] / key[:2] / f"{key}.safetensors"
+
+    def known_split(self, weights: str) -> int | None:
+        """The split most recently noted for the root with ``weights`` (None: none, or an unreadable note)."""
+        try:
+            return int(json.loads((self.root / weights[:16] / SPLITS).read_text())["splits"][-1])
+        except (OSError, ValueError, KeyError, IndexError, TypeError):
+            return None
+
+    def note_split(self, split: Split) -> None:
+        """Note ``split`` as the most recent one used with its root (atomically; only logs on failure)."""
+        path = self.root / split.weights[:16] / SPLITS
+        try:
+            known = [int(s) for s in json.loads(path.read_text())["splits"]] if path.is_file() else []
+        except (OSError, ValueError, KeyError, TypeError):
+            known = []
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{SPLITS}.", suffix=".tmp", dir=path.parent)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(json.dumps({"splits": [s for s in known if s != split.layer] + [split.layer]}) + "\n")
+            os.replace(tmp, path)
+        except OSError as err:
+            log.warning("%s: split not noted (%s)", path, err)
 
     def load(self, path: Path, meta: str, check) -> dict[str, torch.Tensor] | None:
         """The entry at ``path`` if it is there and valid (``check(tensors)`` returns a reason when not)."""

@@ -145,9 +145,9 @@ def load_method(name: str, model_dir: str | Path, decoding: Decoding) -> Method:
     """The method's model (float32, on ``device()``), tokenizer, processors and runner."""
     tokenizer = load_tokenizer(model_dir)
     model = grouped_attention(load_model(model_dir, dtype="float32").to(device()).eval())
-    split = find_split(model_dir, model)
-    root = store_root() if split is not None else None
-    runner = Runner(model, split, StateStore(root) if root is not None else None)
+    root = store_root()
+    store = StateStore(root) if root is not None else None
+    runner = Runner(model, find_split(model_dir, model, store), store)
     return Method(name, str(model_dir), model, tokenizer, decoding, decoding.processors(model, tokenizer), runner)
 
 

@@ -211,24 +211,21 @@ def test_store_root_follows_the_environment(monkeypatch, tmp_path):
     assert store_root() == tmp_path / "aligntax" / "states"
 
 
-def test_the_evaluate_run_uses_the_store_for_a_partial_model(chain, store, tmp_path):
-    _, top, head, _ = chain
+def test_the_evaluate_run_uses_the_store_for_a_partial_model_and_then_for_its_root(chain, store):
+    base, top, head, _ = chain
     evals = pd.DataFrame([{"id": f"p{i}", "post": p, "summary": "got lost"} for i, p in enumerate(POSTS)])
     cfg = run.GenerateConfig(max_new_tokens=6, batch_size=2)
-    out = {}
-    for name, folder in (("top", top), ("head", head), ("top-again", top)):
+    out, stats = {}, {}
+    for name, folder in (("top", top), ("head", head), ("top-again", top), ("base", base)):
         m = run.load_method(name, folder, Decoding())
         prompts = run.encode_prompts(m.tokenizer, TEMPLATE, "", evals, 64)
         out[name] = run.generate_method(m, evals, prompts, cfg)
-        assert run.bottom_metrics(m)["split"] == 1
+        stats[name] = run.bottom_metrics(m)
+    assert all(s["split"] == 1 for s in stats.values())  # base takes the split its derived models used
+    assert [(s["hits"], s["misses"]) for s in stats.values()] == [(0, 2), (2, 0), (2, 0), (2, 0)]
+    assert len(list(store.root.rglob("*.safetensors"))) == 2  # two batches of the plan, written once
     pd.testing.assert_frame_equal(out["top"], out["top-again"].assign(method="top"))
-    # the head method read the entries the top method wrote (same root, split and prompts): two
-    # batches of the plan, written once
-    assert len(list(store.root.rglob("*.safetensors"))) == 2
-    m = run.load_method("top", top, Decoding())
-    m.runner.store = None
-    plain = generate(m.model, m.tokenizer, [prompts.ids[p] for p in evals["id"]], 6, 2,
-                     eos_token_id=run.stop_token_ids(m.model))
-    want = [m.tokenizer.decode(p[:next((k for k, t in enumerate(p) if t == m.tokenizer.eos_token_id), None)],
-                               skip_special_tokens=True).strip() for p in plain]
-    assert out["top"]["generation"].tolist() == want
+    for name, folder in (("top", top), ("base", base)):  # the same generations without the store
+        m = run.load_method(name, folder, Decoding())
+        m.runner.split = m.runner.store = None
+        pd.testing.assert_frame_equal(out[name], run.generate_method(m, evals, prompts, cfg))
