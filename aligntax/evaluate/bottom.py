@@ -68,9 +68,9 @@ FORMAT = 1
 """Bumped when the entry layout changes, so old entries are never read as new ones."""
 SPLITS = "splits.json"
 """Per root weights: the splits its partial folders were evaluated with, most recent last."""
-HARMLESS_CONFIG = re.compile(r"dropout|pdrop|^_name_or_path$|^transformers_version$|^tie_word_embeddings$")
+HARMLESS_CONFIG = re.compile(r"dropout|pdrop|^_name_or_path$|^transformers_version$|^tie_word_embeddings$|^use_cache$")
 """Config keys a method may change without changing its frozen bottom at evaluation (no dropout in eval
-mode; tied embeddings only decide where the LM head comes from)."""
+mode; tied embeddings only decide where the LM head comes from; trainers turn use_cache off)."""
 
 
 @dataclass(frozen=True)
