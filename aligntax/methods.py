@@ -212,7 +212,10 @@ def trained_names(params: dict[str, Any]) -> list[str]:
 
 
 def load_decoding(params: dict[str, Any], name: str) -> tuple[ModuleType, Any] | None:
-    """A decoding-time method's module and settings; None for a method whose change lives in its weights."""
+    """A decoding-time method's module and settings; None for a method whose change lives in its weights
+    (or when params has no `decoding:` list at all, e.g. a stage run on a minimal params file)."""
+    if params.get("decoding") is None:
+        return None
     entries = load_kind(params, "decoding")
     if name not in entries:
         return None

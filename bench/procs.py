@@ -31,7 +31,8 @@ import pandas as pd
 from aligntax import distributed
 from aligntax.augment.toxify import ToxifyConfig, run_toxify
 from aligntax.config import load_section, load_seed, read_params
-from aligntax.evaluate.run import EvaluateConfig, generate_method, load_decoding, select_posts
+from aligntax.evaluate.run import EvaluateConfig, encode_prompts, generate_method, load_method, select_posts
+from aligntax.generation import Decoding
 from aligntax.io import read_parquet
 from aligntax.models import ModelConfig
 from aligntax.schema import RAW
@@ -46,10 +47,11 @@ def worker(args: argparse.Namespace) -> None:
     cfg = dataclasses.replace(cfg, generate=dataclasses.replace(cfg.generate, batch_size=args.batch_size))
     template = load_section(params, "model", ModelConfig).prompt_template
     evals, _ = select_posts(read_parquet(args.eval, RAW), args.eval_posts)
-    decoding = load_decoding("base", args.model, params)
+    method = load_method("base", args.model, Decoding())
+    prompts = encode_prompts(method.tokenizer, template, "", evals, cfg.max_prompt_tokens)
     distributed.barrier()
     start = time.perf_counter()
-    gens = generate_method("base", args.model, evals, cfg, template, params, decoding)
+    gens = generate_method(method, evals, prompts, cfg.generate)
     generate_s = time.perf_counter() - start
 
     tox = dataclasses.replace(load_section(params, "toxify", ToxifyConfig), chunk_size=args.chunk_size)

@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from aligntax.generation import generate_ids, truncate_text
+from aligntax.evaluate.bottom import Runner
+from aligntax.generation import generate, generate_ids, left_pad, plan_batches, positions, truncate_text
 from aligntax.models import load_model, load_tokenizer
 
 PROMPTS = ["the cat sat on the mat and then it slept all day long", "a dog", "we went to the park on monday"]
@@ -14,12 +15,40 @@ def tiny(tiny_llama_dir):
     return load_model(tiny_llama_dir), load_tokenizer(tiny_llama_dir)
 
 
+def test_plan_is_longest_first_with_ties_in_input_order():
+    assert plan_batches([3, 5, 3, 9, 5], 2) == [[3, 1], [4, 0], [2]]
+    assert plan_batches([3, 5, 3], 2, longest_first=False) == [[0, 1], [2]]
+    assert plan_batches([], 4) == []
+
+
+def test_left_padding_and_positions():
+    ids, mask = left_pad([[5, 6, 7], [8]], pad_id=0)
+    assert ids.tolist() == [[5, 6, 7], [0, 0, 8]] and mask.tolist() == [[1, 1, 1], [0, 0, 1]]
+    assert positions(mask).tolist() == [[0, 1, 2], [1, 1, 0]]
+
+
 def test_ids_come_back_in_input_order_whatever_the_batching(tiny):
     model, tok = tiny
     one = generate_ids(model, tok, PROMPTS, 6, 1)
     assert [len(ids) for ids in one] == [6, 6, 6]
     assert generate_ids(model, tok, PROMPTS, 6, 1, longest_first=False) == one  # batch of 1: no padding
     assert generate_ids(model, tok, PROMPTS[1:2], 6, 1) == one[1:2]
+    assert generate(model, tok, tok(PROMPTS)["input_ids"], 6, 1) == one  # texts or ids: the same
+
+
+def test_a_prefilled_cache_gives_the_same_greedy_tokens(tiny):
+    model, tok = tiny
+    ids = tok(PROMPTS)["input_ids"]
+    calls = []
+
+    def prefill(*batch):
+        calls.append(batch[0].shape)
+        return Runner(model, None, None).prefill(*batch)
+
+    for size in (1, 3):
+        assert generate(model, tok, ids, 6, size, prefill=prefill) == generate(model, tok, ids, 6, size)
+    width = max(len(i) for i in ids)
+    assert calls[-1] == (3, width - 1)  # every prompt token but the last
 
 
 def test_seeded_sampling_repeats_and_stop_ids_end_a_row(tiny):
@@ -37,3 +66,19 @@ def test_truncate_text_cuts_only_long_texts(tiny):
     assert truncate_text(tok, short, 50) is short
     cut = truncate_text(tok, "the cat sat " * 1000, 20)
     assert len(tok(cut, add_special_tokens=False)["input_ids"]) <= 21 and cut.startswith("the cat")
+
+
+def test_grouped_attention_gives_bitwise_the_same_tokens_and_logits(tiny_llama_dir):
+    from aligntax.generation import GROUPED, grouped_attention
+
+    plain, tok = load_model(tiny_llama_dir).eval(), load_tokenizer(tiny_llama_dir)
+    grouped = grouped_attention(load_model(tiny_llama_dir).eval())
+    assert plain.config.num_key_value_heads < plain.config.num_attention_heads
+    assert plain.config._attn_implementation == "sdpa" and grouped.config._attn_implementation == GROUPED
+    ids = tok(PROMPTS)["input_ids"]
+    assert generate(grouped, tok, ids, 8, 3) == generate(plain, tok, ids, 8, 3)
+    batch, mask = left_pad(ids, tok.pad_token_id)
+    with torch.no_grad():
+        want = plain(input_ids=batch, attention_mask=mask).logits
+        got = grouped(input_ids=batch, attention_mask=mask).logits
+    assert torch.equal(got, want)

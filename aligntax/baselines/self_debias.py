@@ -6,7 +6,10 @@ whose probability rises under some prefix (delta = max_k p_k - p > 0) is scaled 
 max(exp(-lambda * delta), epsilon); the distribution is renormalised. Applied to the `sft` model.
 
 The processor keeps its own KV cache of the prefixed rows, so each generated token costs one
-incremental step per prefix instead of a full forward of the whole prompt.
+incremental step per prefix instead of a full forward of the whole prompt. ``SelfDebiasDecoding``
+plugs it into evaluation (aligntax/generation.py ``Decoding``): the processor at generation, and
+the same rule teacher-forced for preference scoring (the regular logits and the logits behind
+each prefix at every variant position, one extra packed row per prefix).
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ from dataclasses import dataclass, field
 import torch
 from transformers import LogitsProcessor, PreTrainedModel, PreTrainedTokenizerBase
 
-from aligntax.config import check, load_section
+from aligntax.config import check
+from aligntax.generation import Decoding, Logits
 
 SCHICK_PREFIXES = (
     "The following text contains rude, disrespectful, or unreasonable language:\n",
@@ -60,6 +64,14 @@ def debias_scores(scores: torch.Tensor, biased: torch.Tensor, decay_constant: fl
     return torch.log(q).to(scores.dtype)
 
 
+def prefix_ids(tokenizer: PreTrainedTokenizerBase, prefixes: list[str]) -> tuple[list[list[int]], int | None]:
+    """Token ids of each prefix, and the bos id when every prefix starts with it (the text read behind a
+    prefix then drops its own bos)."""
+    ids = [tokenizer(p, add_special_tokens=True)["input_ids"] for p in prefixes]
+    bos = tokenizer.bos_token_id
+    return ids, bos if bos is not None and all(i[:1] == [bos] for i in ids) else None
+
+
 class SelfDebiasLogitsProcessor(LogitsProcessor):
     """Down-weights next tokens that the toxicity prefixes make more likely (greedy or sampling).
 
@@ -72,9 +84,7 @@ class SelfDebiasLogitsProcessor(LogitsProcessor):
         self.model = model
         self.cfg = cfg
         self.pad_id = tokenizer.pad_token_id
-        bos = tokenizer.bos_token_id
-        self.prefix_ids = [tokenizer(p, add_special_tokens=True)["input_ids"] for p in cfg.prefixes]
-        self.bos_id = bos if bos is not None and all(ids[:1] == [bos] for ids in self.prefix_ids) else None
+        self.prefix_ids, self.bos_id = prefix_ids(tokenizer, cfg.prefixes)
         self._reset()
 
     def _reset(self) -> None:
@@ -143,9 +153,27 @@ class SelfDebiasLogitsProcessor(LogitsProcessor):
         return ids, mask
 
 
-def decoding(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, params: dict
-) -> tuple[PreTrainedModel, list[LogitsProcessor], str]:
-    """``decoding_setup`` for self_debias: the model unchanged, the processor, no prefix."""
-    cfg = load_section(params, "self_debias", SelfDebiasConfig)
-    return model, [SelfDebiasLogitsProcessor(model, tokenizer, cfg)], ""
+@dataclass
+class SelfDebiasDecoding(Decoding):
+    """Self-debiasing as a method's decoding: the processor, and its teacher-forced form."""
+
+    cfg: SelfDebiasConfig = field(default_factory=SelfDebiasConfig)
+    """The self_debias params section."""
+
+    def processors(self, model: PreTrainedModel, tok: PreTrainedTokenizerBase) -> list[LogitsProcessor]:
+        return [SelfDebiasLogitsProcessor(model, tok, self.cfg)]
+
+    def logprobs(self, logits: Logits, tok: PreTrainedTokenizerBase, prompt: list[int],
+                 variants: list[list[int]]) -> torch.Tensor:
+        prefixes, bos = prefix_ids(tok, self.cfg.prefixes)
+        body = prompt[1:] if bos is not None and prompt[:1] == [bos] else prompt
+        biased = torch.stack([logits(p + body, variants).float() for p in prefixes])
+        return debias_scores(logits(prompt, variants).float(), biased, self.cfg.decay_constant, self.cfg.epsilon)
+
+
+CONFIG = SelfDebiasConfig
+
+
+def decoding(cfg: SelfDebiasConfig) -> SelfDebiasDecoding:
+    """How evaluate@self_debias decodes (aligntax/evaluate/run.py ``method_decoding``)."""
+    return SelfDebiasDecoding(cfg=cfg)

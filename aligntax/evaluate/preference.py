@@ -16,14 +16,20 @@ A pair counts as preferred when the margin is > 0. Pairs fall into three axes:
 - ``paraphrase``: each back-translated paraphrase vs each negative (either kind), per-token mean
   (the lengths differ): a model that merely copies the reference's wording prefers it less.
 
-The rule per axis is ``evaluate.preference.<axis>`` (sum | mean). The prompt is encoded once per
-post: one packed row holds the prompt and every variant after it, with the block mask of
-aligntax/train/packing.py (each variant sees the prompt and itself, positions restart after the
-prompt), so a variant is scored exactly as if it followed the prompt alone.
+The rule per axis is ``evaluate.preference.<axis>`` (sum | mean); both are stored per pair. The
+prompt is encoded once per post: one packed row holds the prompt and every distinct variant text
+after it, with the block mask of aligntax/train/packing.py (each variant sees the prompt and
+itself, positions restart after the prompt), so a variant is scored exactly as if it followed
+the prompt alone. The row runs through the method's ``Runner`` (aligntax/evaluate/bottom.py: the
+frozen bottom's states come from the shared store when they can).
 
-Decoding-time methods are scored with the distribution they decode from: instructive with its
-prefix before the prompt; self_debias with ``debias_scores`` applied at every variant position to
-the regular and the prefixed logits (one extra packed row per debiasing prefix).
+Every scored variant's summed log-prob and token count are kept too (``LIKELIHOODS``, one row per
+variant): the reference's likelihood per token, compared across methods, is the likelihood face
+of the alignment tax; ``likelihood_means`` gives the per-method means.
+
+A decoding-time method is scored with the distribution it decodes from, through its
+``Decoding.logprobs`` (aligntax/generation.py): instructive with its prefix before the prompt,
+self_debias with its debiasing applied at every variant position (aligntax/baselines/self_debias.py).
 
 Bad input (counted in ``rows``, skipped): group rows of posts not in the eval file, blank
 variants, negatives identical to the reference (or to the paraphrase they are paired with),
@@ -33,7 +39,7 @@ model's vocabulary, is one error naming the model folder.
 
 from __future__ import annotations
 
-import inspect
+import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -43,10 +49,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import torch
+from tqdm import tqdm
+from transformers import PreTrainedTokenizerBase
 
-from aligntax.baselines.self_debias import SelfDebiasLogitsProcessor, debias_scores
 from aligntax.config import check
-from aligntax.models import build_prompt
+from aligntax.evaluate.bottom import Runner
+from aligntax.generation import Decoding
 from aligntax.schema import ArtifactSchema
 from aligntax.train.packing import additive_mask, block_mask
 
@@ -76,6 +85,22 @@ PREFERENCES = ArtifactSchema(
     allowed={"axis": PAIR_AXES},
 )
 
+LIKELIHOODS = ArtifactSchema(
+    name="variant likelihoods",
+    producer="evaluate",
+    schema=pa.schema([
+        ("post_id", pa.string()),
+        ("method", pa.string()),
+        ("kind", pa.string()),        # reference (the eval file's summary), a positive's or a negative's group kind
+        ("role", pa.string()),        # positive | negative
+        ("text", pa.string()),
+        ("logprob_sum", pa.float64()),  # summed log-prob of " " + text + eos after the prompt (nats)
+        ("n_tokens", pa.int64()),     # its tokens, eos included: logprob_sum / n_tokens is the per-token mean
+    ]),
+    required_text=("post_id", "kind", "role"),
+    allowed={"role": ("positive", "negative")},
+)
+
 
 @dataclass
 class PreferenceConfig:
@@ -98,9 +123,19 @@ class PostPairs:
     post: str
     """Post text (goes into the prompt)."""
     texts: list[str]
-    """Variant texts; 0 is the reference summary of the eval file."""
+    """Distinct variant texts, each scored once; 0 is the reference summary of the eval file."""
     pairs: list[tuple[int, int, str, str]] = field(default_factory=list)
-    """(preferred variant, negative variant, axis, negative kind)."""
+    """(preferred text, negative text, axis, negative kind)."""
+    variants: list[tuple[int, str, str]] = field(default_factory=list)
+    """(text, kind, role) of the reference and of every group row kept."""
+
+    def add(self, text: str, kind: str, role: str) -> int:
+        """Index of ``text`` in ``texts`` (appended when new), recorded as a variant of this kind and role."""
+        if text not in self.texts:
+            self.texts.append(text)
+        index = self.texts.index(text)
+        self.variants.append((index, kind, role))
+        return index
 
 
 def build_pairs(evals: pd.DataFrame, groups: pd.DataFrame) -> tuple[list[PostPairs], dict[str, int]]:
@@ -119,30 +154,29 @@ def build_pairs(evals: pd.DataFrame, groups: pd.DataFrame) -> tuple[list[PostPai
     for rec in evals.to_dict("records"):
         if rec["id"] not in rows:
             continue
-        item = PostPairs(rec["id"], rec["post"], [rec["summary"].strip()])
+        item = PostPairs(rec["id"], rec["post"], [])
+        reference = item.add(rec["summary"].strip(), "reference", "positive")
         paraphrases, negatives = [], []
         for row in rows[rec["id"]]:
             text = row["text"].strip()
             if row["kind"] == "reference":
                 continue
             if row["role"] == "positive":
-                if text != item.texts[0]:
-                    paraphrases.append(len(item.texts))
-                    item.texts.append(text)
+                if text != item.texts[reference]:
+                    paraphrases.append(item.add(text, row["kind"], "positive"))
             elif row["kind"] not in AXIS_OF:
                 counts["negatives_unknown_kind"] += 1
-            elif text == item.texts[0]:
+            elif text == item.texts[reference]:
                 counts["negatives_equal_reference"] += 1
             else:
-                negatives.append((len(item.texts), row["kind"]))
-                item.texts.append(text)
+                negatives.append((item.add(text, row["kind"], "negative"), row["kind"]))
         if not negatives:
             counts["posts_without_negative"] += 1
             continue
         for neg, kind in negatives:
-            item.pairs.append((0, neg, AXIS_OF[kind], kind))
+            item.pairs.append((reference, neg, AXIS_OF[kind], kind))
             for par in paraphrases:
-                if item.texts[par] == item.texts[neg]:
+                if par == neg:
                     counts["negatives_equal_paraphrase"] += 1
                 else:
                     item.pairs.append((par, neg, "paraphrase", kind))
@@ -153,7 +187,7 @@ def build_pairs(evals: pd.DataFrame, groups: pd.DataFrame) -> tuple[list[PostPai
 
 def margins(items: Sequence[PostPairs], logprobs: Sequence[np.ndarray], lengths: Sequence[np.ndarray],
             cfg: PreferenceConfig, method: str) -> pd.DataFrame:
-    """One row per pair (PREFERENCES columns) from per-variant summed log-probs and token counts."""
+    """One row per pair (PREFERENCES columns) from per-text summed log-probs and token counts."""
     recs = []
     for item, lp, n in zip(items, logprobs, lengths, strict=True):
         for good, bad, axis, kind in item.pairs:
@@ -164,6 +198,26 @@ def margins(items: Sequence[PostPairs], logprobs: Sequence[np.ndarray], lengths:
                          "good": "reference" if good == 0 else "paraphrase", "margin_sum": m_sum,
                          "margin_mean": m_mean, "margin": margin, "preferred": margin > 0})
     return pd.DataFrame(recs, columns=PREFERENCES.columns)
+
+
+def likelihoods(items: Sequence[PostPairs], logprobs: Sequence[np.ndarray], lengths: Sequence[np.ndarray],
+                method: str) -> pd.DataFrame:
+    """One row per variant (LIKELIHOODS columns)."""
+    recs = [{"post_id": item.post_id, "method": method, "kind": kind, "role": role, "text": item.texts[i],
+             "logprob_sum": float(lp[i]), "n_tokens": int(n[i])}
+            for item, lp, n in zip(items, logprobs, lengths, strict=True) for i, kind, role in item.variants]
+    return pd.DataFrame(recs, columns=LIKELIHOODS.columns)
+
+
+def likelihood_means(variants: pd.DataFrame) -> dict[str, Any]:
+    """Metrics JSON part: mean log-prob per token (nats/token) of the references and of the positives
+    (per post: the mean over its positives, reference included), averaged over posts."""
+    per_token = variants.assign(lp=variants["logprob_sum"] / variants["n_tokens"])
+    ref = per_token[per_token["kind"] == "reference"]
+    pos = per_token[per_token["role"] == "positive"].groupby("post_id", sort=False)["lp"].mean()
+    return {"posts": int(ref["post_id"].nunique()), "unit": "nats/token",
+            "reference": float(ref["lp"].mean()) if len(ref) else None,
+            "positives": float(pos.mean()) if len(pos) else None}
 
 
 def summarize_preferences(pairs: pd.DataFrame, rows: dict[str, int], cfg: PreferenceConfig) -> dict[str, Any]:
@@ -183,20 +237,17 @@ def summarize_preferences(pairs: pd.DataFrame, rows: dict[str, int], cfg: Prefer
     return out
 
 
-def end_token(tokenizer, model, model_dir: str | Path) -> int:
-    """The tokenizer's eos id, checked against the model (every variant ends with it)."""
+def end_token(tokenizer: PreTrainedTokenizerBase, vocab: int, model_dir: str | Path) -> int:
+    """The tokenizer's eos id, checked against the model's ``vocab`` rows (every variant ends with it)."""
     eos = tokenizer.eos_token_id
-    vocab = model.get_output_embeddings().weight.shape[0]
     if eos is None or not 0 <= eos < vocab:
         raise ValueError(f"{model_dir}: the tokenizer's end token ({eos}) is not in the model's vocabulary "
                          f"({vocab} rows); re-create the model from models/base (`dvc repro prepare-model`)")
     return int(eos)
 
 
-def _packed_row(prompt: list[int], variants: list[list[int]]):
-    import torch
-
-
+def packed_row(prompt: list[int], variants: list[list[int]]) -> tuple[torch.Tensor, ...]:
+    """(ids, position ids, 4-D additive mask, flat positions that predict the variant tokens) of one row."""
     ids, pos, seg, starts = list(prompt), list(range(len(prompt))), [0] * len(prompt), []
     for i, v in enumerate(variants):
         starts.append(len(ids))
@@ -204,40 +255,24 @@ def _packed_row(prompt: list[int], variants: list[list[int]]):
         pos += range(len(prompt), len(prompt) + len(v))
         seg += [i + 1] * len(v)
     # Position t predicts token t+1; a variant's first token is predicted by the last prompt token.
-    predictors = [[len(prompt) - 1] + list(range(s, s + len(v) - 1)) for s, v in zip(starts, variants, strict=True)]
+    keep = [p for s, v in zip(starts, variants, strict=True) for p in [len(prompt) - 1, *range(s, s + len(v) - 1)]]
     mask = additive_mask(block_mask(torch.tensor([seg])), torch.float32)
-    return torch.tensor([ids]), torch.tensor([pos]), mask, predictors
+    return torch.tensor([ids]), torch.tensor([pos]), mask, torch.tensor(keep)
 
 
-def _logits(model, prompt: list[int], variants: list[list[int]]):
-    """Logits at every variant-predicting position of one packed row, in variant order: [N, V]."""
-    import torch
-
-    ids, pos, mask, predictors = _packed_row(prompt, variants)
-    flat = torch.tensor([p for ps in predictors for p in ps])
-    kwargs = {"logits_to_keep": flat} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
-    out = model(input_ids=ids.to(model.device), position_ids=pos.to(model.device),
-                attention_mask=mask.to(model.device), use_cache=False, **kwargs)
-    logits = out.logits[0]
-    return logits if kwargs else logits[flat.to(logits.device)]
-
-
-def score_post(model, tokenizer, prompt_text: str, texts: Sequence[str], eos: int, debias=None) -> tuple[np.ndarray, np.ndarray]:
-    """(summed log-prob, token count) of " " + text + eos for every text after the prompt."""
-    import torch
-
-    prompt = tokenizer(prompt_text).input_ids
-    variants = [tokenizer(" " + t, add_special_tokens=False).input_ids + [eos] for t in texts]
+def score_post(runner: Runner, decoding: Decoding, tok: PreTrainedTokenizerBase, prompt: list[int],
+               texts: Sequence[str], eos: int) -> tuple[np.ndarray, np.ndarray]:
+    """(summed log-prob, token count) of " " + text + eos for every text after the ``prompt`` ids."""
+    variants = [tok(" " + t, add_special_tokens=False).input_ids + [eos] for t in texts]
     targets = torch.tensor([t for v in variants for t in v])
-    with torch.inference_mode():
-        logits = _logits(model, prompt, variants).float()
-        if debias is None:
-            logp = logits.log_softmax(-1)
-        else:
+    dev = runner.model.device
 
-            body = prompt[1:] if debias.bos_id is not None and prompt[:1] == [debias.bos_id] else prompt
-            biased = torch.stack([_logits(model, list(p) + body, variants).float() for p in debias.prefix_ids])
-            logp = debias_scores(logits, biased, debias.cfg.decay_constant, debias.cfg.epsilon)
+    def logits(prompt_ids: list[int], rows: list[list[int]]) -> torch.Tensor:
+        ids, pos, mask, keep = packed_row(prompt_ids, rows)
+        return runner.logits(ids.to(dev), pos.to(dev), mask.to(dev), keep.to(dev))
+
+    with torch.inference_mode():
+        logp = decoding.logprobs(logits, tok, prompt, variants)
         token_lp = logp.gather(-1, targets.to(logp.device)[:, None])[:, 0].double().cpu().numpy()
     lengths = np.array([len(v) for v in variants])
     ends = np.cumsum(lengths)
@@ -245,41 +280,20 @@ def score_post(model, tokenizer, prompt_text: str, texts: Sequence[str], eos: in
     return sums, lengths
 
 
-def not_applicable(processors: Sequence[Any] | None) -> str | None:
-    """Why a method's decoding cannot be scored teacher-forced (None when it can)."""
-
-    if not processors:
-        return None
-    if len(processors) == 1 and isinstance(processors[0], SelfDebiasLogitsProcessor):
-        return None
-    names = ", ".join(type(p).__name__ for p in processors)
-    return f"decodes with logits processor(s) {names}, which have no teacher-forced form here"
-
-
 def score_pairs(
-    method: str, model, tokenizer, processors: Sequence[Any] | None, prefix: str, template: str,
-    items: Sequence[PostPairs], cfg: PreferenceConfig, model_dir: str | Path,
-) -> tuple[pd.DataFrame, np.ndarray]:
-    """Every pair's margins under the method's decoding distribution, and the per-post seconds.
-
-    Raises ValueError when ``not_applicable`` gives a reason (callers check it first).
-    """
-    import time
-
-    from tqdm import tqdm
-
-
-    reason = not_applicable(processors)
-    if reason is not None:
-        raise ValueError(f"{method}: preference scoring not applicable: {reason}")
-    eos = end_token(tokenizer, model, model_dir)
-    debias = processors[0] if processors else None
-    model.eval()
+    method: str, runner: Runner, decoding: Decoding, tok: PreTrainedTokenizerBase, prompts: Sequence[list[int]],
+    items: Sequence[PostPairs], cfg: PreferenceConfig, eos: int,
+) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
+    """Every pair's margins (PREFERENCES), every variant's likelihood (LIKELIHOODS) and the per-post
+    seconds, under the method's decoding; ``prompts[i]``: the prompt ids of ``items[i]``."""
+    runner.model.eval()
     logprobs, lengths, seconds = [], [], []
-    for item in tqdm(items, desc=f"preference {method}", unit="post", disable=len(items) < 2):
+    for item, prompt in tqdm(list(zip(items, prompts, strict=True)), desc=f"preference {method}", unit="post",
+                             disable=len(items) < 2):
         start = time.perf_counter()
-        lp, n = score_post(model, tokenizer, prefix + build_prompt(template, item.post), item.texts, eos, debias)
+        lp, n = score_post(runner, decoding, tok, prompt, item.texts, eos)
         logprobs.append(lp)
         lengths.append(n)
         seconds.append(time.perf_counter() - start)
-    return margins(items, logprobs, lengths, cfg, method), np.array(seconds)
+    return (margins(items, logprobs, lengths, cfg, method), likelihoods(items, logprobs, lengths, method),
+            np.array(seconds))

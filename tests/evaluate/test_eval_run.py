@@ -10,10 +10,10 @@ from launch_stage import fake_scorers  # the constant test doubles, shared with 
 
 from aligntax.config import ConfigError, load_section
 from aligntax.evaluate import run
-from aligntax.evaluate.methods import decoding_setup
-from aligntax.evaluate.run import EvaluateConfig, check_method, select_posts
+from aligntax.evaluate.run import EvaluateConfig, check_method, method_decoding, select_posts
+from aligntax.generation import Decoding
 from aligntax.io import read_parquet, write_parquet
-from aligntax.models import load_model, load_tokenizer
+from aligntax.models import load_tokenizer
 from aligntax.schema import GENERATIONS, RAW, SCORES
 from stages import evaluate as stage
 
@@ -61,13 +61,21 @@ def test_evaluate_stage_writes_generations_scores_and_metrics(monkeypatch, tmp_p
     assert scores["n_tokens"].between(0, 4).all()
     m = json.loads((out / "m.json").read_text())
     assert m["method"] == "sft" and m["n"] == 3
+    assert set(m["seconds"]) >= {"total", "imports", "load", "generate", "generate_prefill", "score"}
+    assert m["seconds"]["total"] >= m["seconds"]["generate"] >= m["seconds"]["generate_prefill"]
+    assert m["shared_bottom"]["split"] is None  # a full model: nothing shared, nothing stored
     assert m["rows"] == {"read": 4, "kept": 3, "dropped": {"beyond_n_posts": 1}}
     empty = scores["empty"].to_numpy()
     assert m["toxicity"]["mean"] == pytest.approx(0.25 * (~empty).mean())  # empty outputs score 0 by rule
     assert m["faithfulness"]["mean"] == pytest.approx(0.5 * (~empty).mean())
-    first = (out / "m.json").read_bytes(), (out / "gen.parquet").read_bytes()
+    first = results(out / "m.json"), (out / "gen.parquet").read_bytes()
     _run(monkeypatch, tmp_path, _params(tmp_path), tiny_llama_dir, eval_file)
-    assert ((out / "m.json").read_bytes(), (out / "gen.parquet").read_bytes()) == first  # deterministic
+    assert (results(out / "m.json"), (out / "gen.parquet").read_bytes()) == first  # deterministic
+
+
+def results(path):
+    """A metrics JSON without its run facts (seconds, store traffic), which differ between runs."""
+    return {k: v for k, v in json.loads(path.read_text()).items() if k not in ("seconds", "shared_bottom")}
 
 
 def test_missing_model_fails_before_anything_is_written(monkeypatch, tmp_path, eval_file):
@@ -99,15 +107,13 @@ def test_select_posts_all_when_zero():
     assert len(kept) == 2 and rows["dropped"]["beyond_n_posts"] == 0
 
 
-@pytest.mark.parametrize("method", ["base", "sft", "contrastive"])
-def test_weight_methods_decode_unchanged(tiny_llama_dir, method):
-    model, tok = load_model(tiny_llama_dir), load_tokenizer(tiny_llama_dir)
-    got_model, processors, prefix = decoding_setup(method, model, tok, {})
-    assert got_model is model and processors is None and prefix == ""
+@pytest.mark.parametrize("method", ["base", "sft", "contrastive", "inlp"])
+def test_weight_methods_decode_plainly(method):
+    assert method_decoding(method, {}) == Decoding()
 
 
 def test_evaluate_stage_scores_preferences_on_every_post_with_a_group(monkeypatch, tmp_path, tiny_llama_dir, eval_file):
-    from aligntax.evaluate.preference import PREFERENCES
+    from aligntax.evaluate.preference import LIKELIHOODS, PREFERENCES
     from aligntax.schema import GROUPS
 
     def row(pid, role, kind, text):
@@ -126,14 +132,27 @@ def test_evaluate_stage_scores_preferences_on_every_post_with_a_group(monkeypatc
     argv = ["evaluate", "--params", str(_params(tmp_path)), "--method", "sft", "--model", str(tiny_llama_dir),
             "--eval", str(eval_file), "--groups", str(gfile), "--generations", str(out / "gen.parquet"),
             "--scores", str(out / "scores.parquet"), "--preferences", str(out / "pref.parquet"),
-            "--metrics", str(out / "m.json")]
+            "--likelihoods", str(out / "lik.parquet"), "--metrics", str(out / "m.json")]
     monkeypatch.setattr(sys, "argv", argv)
     monkeypatch.setattr(run, "load_scorers", fake_scorers)
     stage.main()
     pairs = read_parquet(out / "pref.parquet", PREFERENCES)
     assert sorted(zip(pairs["post_id"], pairs["axis"], strict=True)) == [
         ("p0", "entity"), ("p0", "paraphrase"), ("p3", "toxic")]
-    pref = json.loads((out / "m.json").read_text())["preference"]
+    variants = read_parquet(out / "lik.parquet", LIKELIHOODS)
+    assert sorted(zip(variants["post_id"], variants["kind"], variants["role"], strict=True)) == [
+        ("p0", "backtranslation", "positive"), ("p0", "reference", "positive"), ("p0", "swap_ent", "negative"),
+        ("p3", "reference", "positive"), ("p3", "toxic_lexicon", "negative")]
+    lp = variants.set_index(["post_id", "kind"])["logprob_sum"]
+    ref = pairs.set_index(["post_id", "axis"])
+    assert ref.loc[("p0", "entity"), "margin_sum"] == pytest.approx(lp[("p0", "reference")] - lp[("p0", "swap_ent")])
+    m = json.loads((out / "m.json").read_text())
+    per_token = variants.assign(x=variants["logprob_sum"] / variants["n_tokens"]).set_index(["post_id", "kind"])["x"]
+    assert m["likelihood"]["posts"] == 2
+    assert m["likelihood"]["reference"] == pytest.approx((per_token[("p0", "reference")] + per_token[("p3", "reference")]) / 2)
+    assert m["likelihood"]["positives"] == pytest.approx(
+        ((per_token[("p0", "reference")] + per_token[("p0", "backtranslation")]) / 2 + per_token[("p3", "reference")]) / 2)
+    pref = m["preference"]
     assert pref["applicable"] and pref["rows"]["posts_without_negative"] == 1 and pref["rows"]["posts_scored"] == 2
     assert pref["axes"]["entity"]["pairs"] == 1 and pref["axes"]["toxic"]["posts"] == 1
     assert pref["axes"]["entity"]["accuracy"] == float(pairs.loc[pairs["axis"] == "entity", "preferred"].iloc[0])
@@ -166,10 +185,13 @@ def test_a_huge_post_is_cut_to_the_token_budget_in_generation_and_preferences(mo
     assert read_parquet(out / "gen.parquet", GENERATIONS)["post"].tolist()[0] == huge  # the output keeps the post
 
 
-def test_cut_posts_counts_only_the_posts_over_budget(tiny_llama_dir):
+def test_prompts_are_cut_to_the_budget_and_encoded_once_behind_the_prefix(tiny_llama_dir):
     tok = load_tokenizer(tiny_llama_dir)
-    cut, truncated = run.cut_posts(tok, ["a short post.", "word " * 500], 16)
-    assert truncated == [False, True] and cut[0] == "a short post."
-    assert len(tok(cut[1], add_special_tokens=False)["input_ids"]) <= 17 < len(tok("word " * 500)["input_ids"])
+    evals = pd.DataFrame({"id": ["a", "b"], "post": ["a short post.", "word " * 500]})
+    prompts = run.encode_prompts(tok, "post: {post} tl;dr:", "be kind: ", evals, 16)
+    assert prompts.truncated == {"a": False, "b": True}
+    assert prompts.ids["a"] == tok("be kind: post: a short post. tl;dr:")["input_ids"]
+    tail = len(tok("be kind: post:  tl;dr:")["input_ids"])
+    assert tail + 12 <= len(prompts.ids["b"]) <= tail + 17 < len(tok("word " * 500)["input_ids"])
     with pytest.raises(ConfigError, match="evaluate.max_prompt_tokens"):
         load_section({"evaluate": {"max_prompt_tokens": 15}}, "evaluate", EvaluateConfig)

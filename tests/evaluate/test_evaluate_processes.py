@@ -42,7 +42,12 @@ def launch(args: list[str], procs: int, writes: Path, fail: str | None = None) -
 
 
 def md5s(folder: Path) -> dict[str, str]:
-    return {name: hashlib.md5((folder / name).read_bytes()).hexdigest() for name in OUTPUTS}
+    """md5 of each output; the metrics JSON without its run facts (seconds, store traffic)."""
+    out = {name: hashlib.md5((folder / name).read_bytes()).hexdigest() for name in OUTPUTS}
+    metrics = {k: v for k, v in json.loads((folder / "m.json").read_text()).items()
+               if k not in ("seconds", "shared_bottom")}
+    out["m.json"] = hashlib.md5(json.dumps(metrics).encode()).hexdigest()
+    return out
 
 
 def written(writes: Path, rank: int) -> set[str]:

@@ -7,8 +7,10 @@ import pandas as pd
 import pytest
 import torch
 
-from aligntax.baselines.self_debias import SelfDebiasConfig, SelfDebiasLogitsProcessor
+from aligntax.baselines.self_debias import SelfDebiasConfig, SelfDebiasDecoding, debias_scores
+from aligntax.evaluate.bottom import Runner
 from aligntax.evaluate.preference import PreferenceConfig, build_pairs, end_token, margins, score_pairs, score_post
+from aligntax.generation import Decoding
 from aligntax.models import build_prompt, load_model, load_tokenizer
 
 TEMPLATE = "post: {post} tl;dr:"
@@ -73,11 +75,37 @@ def test_margin_normalisation_and_sign():
     assert pairs.loc[("paraphrase", "swap_ent"), "margin"] == pytest.approx(-2.0 + 2.2)
 
 
+def _score(model, tok, prompt, texts, decoding=None):
+    return score_post(Runner(model, None, None), decoding or Decoding(), tok, tok(prompt).input_ids, texts,
+                      tok.eos_token_id)
+
+
+def _pairs(model, tok, items, decoding=None, prefix=""):
+    prompts = [tok(prefix + build_prompt(TEMPLATE, it.post)).input_ids for it in items]
+    pairs, variants, _ = score_pairs("m", Runner(model, None, None), decoding or Decoding(), tok, prompts, items,
+                                     PreferenceConfig(), tok.eos_token_id)
+    return pairs, variants
+
+
+def test_identical_texts_are_scored_once_and_reported_per_group_row():
+    groups = pd.concat([_groups(), pd.DataFrame([
+        _row("p0", "negative", "sys_lowcon", "got lost in boston with mary"),  # == the swap_ent negative
+        _row("p0", "negative", "swap_ent", "so got lost in new york with john"),  # == the paraphrase
+    ])], ignore_index=True)
+    items, rows = build_pairs(_evals().head(1), groups)
+    p0 = items[0]
+    assert len(p0.texts) == 4 and len(p0.variants) == 6
+    assert [(p0.texts[i], k, r) for i, k, r in p0.variants][-2:] == [
+        ("got lost in boston with mary", "sys_lowcon", "negative"), ("so got lost in new york with john", "swap_ent", "negative")]
+    assert rows["negatives_equal_paraphrase"] == 1
+    assert ("entity", "sys_lowcon") in [(a, k) for _, _, a, k in p0.pairs]
+
+
 def test_packed_scores_equal_separate_forward_passes(tiny_llama_dir):
     model, tok = load_model(tiny_llama_dir), load_tokenizer(tiny_llama_dir)
     prompt = build_prompt(TEMPLATE, POSTS[0][1])
     texts = [POSTS[0][2], "got lost", "you are a stupid idiot"]
-    sums, lengths = score_post(model, tok, prompt, texts, tok.eos_token_id)
+    sums, lengths = _score(model, tok, prompt, texts)
     for text, s, n in zip(texts, sums, lengths, strict=True):
         p = tok(prompt).input_ids
         v = tok(" " + text, add_special_tokens=False).input_ids + [tok.eos_token_id]
@@ -90,11 +118,11 @@ def test_packed_scores_equal_separate_forward_passes(tiny_llama_dir):
 def test_self_debias_with_no_decay_equals_plain(tiny_llama_dir):
     model, tok = load_model(tiny_llama_dir), load_tokenizer(tiny_llama_dir)
     prompt = build_prompt(TEMPLATE, POSTS[1][1])
-    plain, _ = score_post(model, tok, prompt, [POSTS[1][2]], tok.eos_token_id)
-    off = SelfDebiasLogitsProcessor(model, tok, SelfDebiasConfig(prefixes=["rude text:"], decay_constant=1e-9))
-    on = SelfDebiasLogitsProcessor(model, tok, SelfDebiasConfig(prefixes=["rude text:"], decay_constant=1e4))
-    same, _ = score_post(model, tok, prompt, [POSTS[1][2]], tok.eos_token_id, off)
-    moved, _ = score_post(model, tok, prompt, [POSTS[1][2]], tok.eos_token_id, on)
+    plain, _ = _score(model, tok, prompt, [POSTS[1][2]])
+    off = SelfDebiasDecoding(cfg=SelfDebiasConfig(prefixes=["rude text:"], decay_constant=1e-9))
+    on = SelfDebiasDecoding(cfg=SelfDebiasConfig(prefixes=["rude text:"], decay_constant=1e4))
+    same, _ = _score(model, tok, prompt, [POSTS[1][2]], off)
+    moved, _ = _score(model, tok, prompt, [POSTS[1][2]], on)
     assert same[0] == pytest.approx(plain[0], abs=1e-4) and abs(moved[0] - plain[0]) > 1e-3
 
 
@@ -102,7 +130,7 @@ def test_end_token_outside_vocabulary_is_one_clear_error(tiny_llama_dir):
     model, tok = load_model(tiny_llama_dir), load_tokenizer(tiny_llama_dir)
     tok.add_special_tokens({"eos_token": "<new-end>"})
     with pytest.raises(ValueError, match="end token .* not in the model's vocabulary.*prepare-model"):
-        end_token(tok, model, tiny_llama_dir)
+        end_token(tok, model.get_output_embeddings().weight.shape[0], tiny_llama_dir)
 
 
 def _finetune(model, tok, items, target: str, steps: int = 12) -> None:
@@ -128,10 +156,9 @@ def _finetune(model, tok, items, target: str, steps: int = 12) -> None:
 def test_controls_training_toward_references_raises_and_toward_negatives_lowers(tiny_llama_dir, target):
     tok = load_tokenizer(tiny_llama_dir)
     items, _ = build_pairs(_evals(), _groups())
-    cfg = PreferenceConfig()
 
     def measure(model):
-        pairs, _ = score_pairs("m", model, tok, None, "", TEMPLATE, items, cfg, tiny_llama_dir)
+        pairs, _ = _pairs(model, tok, items)
         ref = pairs[pairs["good"] == "reference"]
         return ref["margin_mean"].mean(), ref["preferred"].mean()
 
@@ -145,19 +172,21 @@ def test_controls_training_toward_references_raises_and_toward_negatives_lowers(
         assert margin1 < margin0 - 0.1 and acc1 < acc0
 
 
-def test_decoding_time_methods_are_scored_or_marked_not_applicable(tiny_llama_dir):
-    from transformers import TopKLogitsWarper
-
-    from aligntax.evaluate.preference import not_applicable
-
+def test_decoding_time_methods_are_scored_with_their_decoding(tiny_llama_dir):
     model, tok = load_model(tiny_llama_dir), load_tokenizer(tiny_llama_dir)
-    assert not_applicable(None) is None
-    assert not_applicable([SelfDebiasLogitsProcessor(model, tok, SelfDebiasConfig(prefixes=["rude:"]))]) is None
-    reason = not_applicable([TopKLogitsWarper(5)])
-    assert "TopKLogitsWarper" in reason
     items, _ = build_pairs(_evals(), _groups())
-    with pytest.raises(ValueError, match="not applicable"):
-        score_pairs("odd", model, tok, [TopKLogitsWarper(5)], "", TEMPLATE, items, PreferenceConfig(), tiny_llama_dir)
-    plain, _ = score_pairs("m", model, tok, None, "", TEMPLATE, items[:1], PreferenceConfig(), tiny_llama_dir)
-    prefixed, _ = score_pairs("m", model, tok, None, "be kind: ", TEMPLATE, items[:1], PreferenceConfig(), tiny_llama_dir)
+    plain, plain_lik = _pairs(model, tok, items[:1])
+    prefixed, _ = _pairs(model, tok, items[:1], prefix="be kind: ")
     assert not np.allclose(plain["margin"], prefixed["margin"])  # instructive: scored behind its prefix
+    decoding = SelfDebiasDecoding(cfg=SelfDebiasConfig(prefixes=["you are a stupid idiot:"], decay_constant=50.0))
+    prompt = build_prompt(TEMPLATE, POSTS[2][1])
+    text = NEGATIVES["p2"][1][1]
+    (got,), _ = _score(model, tok, prompt, [text], decoding)
+    p, v = tok(prompt).input_ids, tok(" " + text, add_special_tokens=False).input_ids + [tok.eos_token_id]
+    pre = tok("you are a stupid idiot:").input_ids
+    body = p[1:] if tok.bos_token_id is not None and p[:1] == pre[:1] == [tok.bos_token_id] else p
+    with torch.no_grad():
+        regular = model(torch.tensor([p + v])).logits[0, len(p) - 1:-1]
+        biased = model(torch.tensor([pre + body + v])).logits[0, len(pre + body) - 1:-1]
+    want = debias_scores(regular, biased[None], 50.0, 0.01).gather(-1, torch.tensor(v)[:, None]).sum()
+    assert got == pytest.approx(float(want), abs=1e-4) and abs(got - _score(model, tok, prompt, [text])[0][0]) > 1e-3
