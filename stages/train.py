@@ -1,7 +1,7 @@
 """DVC stage `train@<method>`: train one method listed under `trained:` in params.yaml.
 
 Reads models/base and the train posts (plus data/augment/train/groups.parquet for the methods that
-learn from negatives); writes models/<method>, metrics/train_<method>.json and DVCLive curves.
+learn from negatives); writes models/<method>, metrics/train/<method>.json and DVCLive curves.
 The training itself is aligntax.train.core.train_method; the method's module holds what differs.
 
 Runs unchanged under a multi-process launcher (params.yaml `launcher`, e.g. `torchrun
@@ -23,7 +23,7 @@ def main() -> None:
     p.add_argument("--groups", default="data/augment/train/groups.parquet",
                    help="entity-perturb output; read only by methods that learn from negatives")
     p.add_argument("--out", help="model folder (default: models/<method>)")
-    p.add_argument("--metrics", help="metrics JSON (default: metrics/train_<method>.json)")
+    p.add_argument("--metrics", help="metrics JSON (default: metrics/train/<method>.json)")
     p.add_argument("--live-dir", help="DVCLive training curves (default: dvclive/train_<method>)")
     p.add_argument("--checkpoints", help="checkpoint folder, train.save_steps (default: checkpoints/train_<method>)")
     args = p.parse_args()
@@ -58,7 +58,7 @@ def main() -> None:
     )
     metrics = train_method(method, cfg, inputs)
     if metrics is not None:  # None on the processes other than the main one: they write nothing
-        write_json({"method": args.method, **metrics}, args.metrics or f"metrics/train_{args.method}.json")
+        write_json({"method": args.method, **metrics}, args.metrics or f"metrics/train/{args.method}.json")
 
 
 if __name__ == "__main__":

@@ -137,7 +137,7 @@ def test_two_processes_match_one_and_only_rank0_writes(tiny_llama_dir, tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
 
     writes = sorted((work / "writes.log").read_text().splitlines())  # two processes, one write of each
-    assert writes == ["0 save_model models/sft", "0 write_json metrics/train_sft.json"]
+    assert writes == ["0 save_model models/sft", "0 write_json metrics/train/sft.json"]
     assert sorted(p.name for p in work.iterdir()) == ["checkpoints", "dvclive", "metrics", "models", "params.yaml",
                                                       "probe.py", "train.parquet", "writes.log"]
     assert _files(work / "checkpoints") == []  # the Trainer's output folder (rank 0 makes it), no checkpoint asked
