@@ -6,8 +6,9 @@
 Compares (1) every stage output's md5 recorded in the two dvc.lock files, (2) reports/comparison.md
 line by line, (3) each metrics/**/*.json value by value, ignoring keys that are wall times
 (any key under `seconds`, `*_seconds`, `*_per_s`, `runtime`) and the frozen-state stores' traffic
-(what a store already held when the stage ran: `frozen_cache` / `shared_bottom` counters). For a reproducibility check run `make repro` in a
-fresh clone (`python -m bench.repro --keep`) and point this at it.
+(what a store already held when the stage ran: `frozen_cache` / `shared_bottom` counters). For a
+reproducibility check run `make repro` in a fresh clone (`python -m bench.repro --keep`) and point
+this at it.
 """
 
 from __future__ import annotations
