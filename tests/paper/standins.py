@@ -1,6 +1,6 @@
 """Hub-shaped stand-ins: tiny random-weight models and TL;DR datasets in the Hugging Face cache layout.
 
-    python tests/paper/standins.py <HF_HOME>      # builds every stand-in (offline, ~20 s)
+    python tests/paper/standins.py <HF_HOME>      # builds every stand-in (offline, ~30 s)
 
 Each hub id the paper profile (configs/profiles/paper.yaml) names gets a tiny model of the same
 architecture, tokenizer class, labels and special-token set as the real repository, written where
@@ -14,11 +14,12 @@ the libraries look for it with the hub offline (``env(hf_home)``: HF_HUB_OFFLINE
 - the flair tagger: ``<FLAIR_CACHE_ROOT>/models/<name>/models--flair--<name>/...`` (flair's own
   hub cache; FLAIR_CACHE_ROOT = <HF_HOME>/flair).
 
-Weights are random (seeded); tokenizers are trained on the committed TL;DR sample. Two choices
-keep a pipeline on them from emptying itself: the toxicity classifier's biases put every score
-near 0.45 (between toxify's 0.4 keep limit and its 0.5 reference limit), and the real repos' quirks
-are kept on purpose (Llama-2: no pad token, a huge model_max_length, a sampling
-generation_config, sharded safetensors; gpt-neo: pytorch_model.bin only).
+Weights are random (seeded) and tokenizers are trained on the committed samples, with two
+exceptions that keep a pipeline on them from emptying itself: the toxicity classifier's biases put
+every score near 0.45 (between toxify's 0.4 keep limit and its 0.5 reference limit), and the flair
+tagger tags a fixed word list (a random one tags most words, so every paraphrase would bring a
+"new entity"). The real repositories' quirks are kept on purpose (Llama-2: no pad token, a huge
+model_max_length, a sampling generation_config, sharded safetensors; gpt-neo: pytorch_model.bin only).
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ ONTONOTES = ["CARDINAL", "DATE", "EVENT", "FAC", "GPE", "LANGUAGE", "LAW", "LOC"
              "ORG", "PERCENT", "PERSON", "PRODUCT", "QUANTITY", "TIME", "WORK_OF_ART"]
 TOXIC_SCORE = 0.45
 """Every toxic-bert stand-in score sits near this (its `toxic` bias), inside toxify's [0.4, 0.5] band."""
-N_POSTS = 40
+N_POSTS = 24
 """Rows of each stand-in TL;DR dataset (real posts of the committed sample)."""
 
 
@@ -283,13 +284,11 @@ GAZETTEER = {
 """The flair stand-in's entities: these words (lower-case or capitalised), each a one-word span of its type."""
 
 
-def build_flair_ner(flair_root: Path, texts: list[str]) -> Path:
+def build_flair_ner(flair_root: Path) -> Path:
     """flair/ner-english-ontonotes-fast: a flair SequenceTagger (CRF, OntoNotes BIOES tags) saved as
     pytorch_model.bin in flair's hub cache. Its weights are set, not random: one-hot word embeddings
     mapped straight to tag scores make it tag the GAZETTEER words and nothing else (a random tagger
     tags most words, and every paraphrase would then bring a "new entity")."""
-    from collections import Counter
-
     import flair
     import torch
     from flair.data import Dictionary
@@ -306,8 +305,8 @@ def build_flair_ner(flair_root: Path, texts: list[str]) -> Path:
             tags.add_item(f"{prefix}-{label}")
     tags.set_start_stop_tags()
     entity = {w: label for label, words in GAZETTEER.items() for word in words.split() for w in (word, word.capitalize())}
-    words = Dictionary(add_unk=True)
-    for w in [*entity, *(w for w, _ in Counter(w for t in texts for w in t.split()).most_common(300))]:
+    words = Dictionary(add_unk=True)  # every other word is <unk>, tagged O (flair logs this vocabulary at each load)
+    for w in entity:
         words.add_item(w)
     flair.device = torch.device("cpu")
     tagger = SequenceTagger(hidden_size=1, embeddings=OneHotEmbeddings(words, embedding_length=len(tags)),
@@ -396,7 +395,7 @@ def builders(hf_home: Path, texts: list[str]) -> dict[str, Callable[[], Path]]:
         GPT_NEO: lambda: build_gpt2_family(hub, texts, GPT_NEO),
         TOXIC_BERT: lambda: build_toxic_bert(hub, texts),
         NLI: lambda: build_nli(hub, texts),
-        FLAIR_NER: lambda: build_flair_ner(hf_home / "flair", texts),
+        FLAIR_NER: lambda: build_flair_ner(hf_home / "flair"),
     }
     for repo_id in MARIAN:
         out[repo_id] = lambda r=repo_id: build_marian(hub, texts, r)
