@@ -64,7 +64,7 @@ def test_every_stage_ran_and_the_pipeline_is_up_to_date(run):
     lock = yaml.safe_load((run.repo / "dvc.lock").read_text())["stages"]
     stages = subprocess.run([str(pipeline.BIN / "dvc"), "stage", "list", "--name-only"], cwd=run.repo,
                             capture_output=True, text=True, check=True).stdout.split()
-    assert len(stages) == 33 and set(stages) == set(lock), "a stage of dvc.yaml has no entry in dvc.lock"
+    assert set(stages) == set(lock), "a stage of dvc.yaml has no entry in dvc.lock (or one of dvc.lock no stage)"
     assert {f"evaluate@{m}" for m in METHODS} | {f"train@{m}" for m in TRAINED} <= set(lock)
     summary = _json(run, "metrics/summary.json")
     assert set(METHODS) <= set(json.dumps(summary).replace('"', " ").split())
@@ -129,14 +129,17 @@ def test_lora_adapters_reach_every_downstream_stage_merged(run):
 
 
 def test_a_bfloat16_base_is_trained_and_scored_in_float32(run):
+    import pandas as pd
+    import torch
     from safetensors.torch import load_file
 
     assert _json(run, "metrics/prepare_model.json")["dtype"] == "bfloat16"
     base = load_file(run.repo / "models" / "base" / "model.safetensors")
-    assert {t.dtype for t in base.values()} == {__import__("torch").bfloat16}
-    prefs = pytest.importorskip("pandas").read_parquet(run.repo / "data" / "eval" / "sft" / "preferences.parquet")
-    assert len(prefs) > 0 and prefs["margin"].dtype == "float64"
-    assert prefs["margin"].notna().all()
+    assert {t.dtype for t in base.values()} == {torch.bfloat16}
+    for method in TRAINED:  # trained, and LoRA merged, in float32 on the bfloat16 base
+        assert {t.dtype for t in load_file(run.repo / "models" / method / "model.safetensors").values()} == {torch.float32}
+    prefs = pd.read_parquet(run.repo / "data" / "eval" / "sft" / "preferences.parquet")
+    assert len(prefs) > 0 and prefs["margin"].dtype == "float64" and prefs["margin"].notna().all()
 
 
 def test_decoding_is_greedy_whatever_the_hub_models_generation_config_says(run):
@@ -145,7 +148,9 @@ def test_decoding_is_greedy_whatever_the_hub_models_generation_config_says(run):
 
     config = json.loads((run.repo / "models" / "base" / "generation_config.json").read_text())
     assert not ({"do_sample", "temperature", "top_p", "max_length"} & set(config))  # Llama-2's are dropped
-    gens = pytest.importorskip("pandas").read_parquet(run.repo / "data" / "eval" / "base" / "generations.parquet")
+    import pandas as pd
+
+    gens = pd.read_parquet(run.repo / "data" / "eval" / "base" / "generations.parquet")
     model, tok = load_model(run.repo / "models" / "base", dtype="float32"), load_tokenizer(run.repo / "models" / "base")
     prompt = ["Summarize this Reddit post in one sentence.\n\nPost: " + gens["post"].iloc[0] + "\n\nTL;DR:"]
     assert generate_ids(model, tok, prompt, 8, 1, seed=1) == generate_ids(model, tok, prompt, 8, 1, seed=2)
