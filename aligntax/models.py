@@ -112,7 +112,8 @@ def _from_source(cfg: ModelConfig) -> tuple[PreTrainedModel, PreTrainedTokenizer
 
 
 def align_special_tokens(model: PreTrainedModel, tok: PreTrainedTokenizerBase) -> None:
-    """Make the tokenizer's eos the one the model stops at, and give it a pad token.
+    """Make the tokenizer's eos the one the model stops at, give it a pad token, and drop the
+    model's own decoding defaults (``drop_decoding_defaults``).
 
     The GGUF tokenizer of SmolLM2 reports `<|im_start|>` as eos while the model ends turns with
     `<|im_end|>` (config eos id 2); trained summaries must end with the token generation stops at.
@@ -125,6 +126,26 @@ def align_special_tokens(model: PreTrainedModel, tok: PreTrainedTokenizerBase) -
         tok.pad_token = tok.eos_token
     model.generation_config.eos_token_id = tok.eos_token_id
     model.generation_config.pad_token_id = tok.pad_token_id
+    drop_decoding_defaults(model.generation_config)
+
+
+TOKEN_IDS = ("bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id")
+
+
+def drop_decoding_defaults(config: GenerationConfig) -> GenerationConfig:
+    """Reset (in place) every field of ``config`` but the special-token ids to the library default.
+
+    A hub model's decoding defaults must not reach the pipeline: transformers fills each field of a
+    GenerationConfig passed to generate() that holds the library default with the model's value,
+    so Llama-2's `do_sample: true, temperature: 0.6, top_p: 0.9` turned the greedy evaluation into
+    sampling and toxify's temperature 1.0 (the default) into 0.6. A model that sets only token ids
+    (the packaged SmolLM2) is left as it is.
+    """
+    default = GenerationConfig()
+    for key in config.to_diff_dict():
+        if key not in TOKEN_IDS and not key.startswith("_") and hasattr(default, key) and key != "transformers_version":
+            setattr(config, key, getattr(default, key))
+    return config
 
 
 def prepare_base_model(cfg: ModelConfig, out_dir: str | Path) -> dict:

@@ -100,25 +100,44 @@ def check_params(params: dict[str, Any]) -> dict[str, Any]:
 
 def hub_ids(loaded: dict[str, Any]) -> list[tuple[str, str]]:
     """(params key, repo id) of every model or dataset the configuration would fetch from the Hub."""
-    ids = [("model.name", loaded["model"].name)]
+    ids = [("model.name", loaded["model"].name, "model")]
     if loaded["data"].source.startswith("hf:"):
-        ids.append(("data.source", loaded["data"].source.removeprefix("hf:")))
+        ids.append(("data.source", loaded["data"].source.removeprefix("hf:"), "dataset"))
     tox, faith = loaded["scoring"].toxicity, loaded["scoring"].faithfulness
     if tox.backend.startswith("hf:"):
-        ids.append(("scoring.toxicity.backend", tox.backend.removeprefix("hf:")))
+        ids.append(("scoring.toxicity.backend", tox.backend.removeprefix("hf:"), "model"))
     if faith.backend == "summac-zs":
-        ids.append(("scoring.faithfulness.nli_model", faith.nli_model.removeprefix("hf:")))
+        ids.append(("scoring.faithfulness.nli_model", faith.nli_model.removeprefix("hf:"), "model"))
     if "lm" in loaded["toxify"].strategies and loaded["toxify"].lm_model != "base":
-        ids.append(("toxify.lm_model", loaded["toxify"].lm_model))
+        ids.append(("toxify.lm_model", loaded["toxify"].lm_model, "model"))
     bt = loaded["backtranslate"]
     if bt.engine == "marian":
         for pivot in bt.pivots:
-            ids += [("backtranslate.marian_model", bt.marian_model.format(src=a, tgt=b))
+            ids += [("backtranslate.marian_model", bt.marian_model.format(src=a, tgt=b), "model")
                     for a, b in (("en", pivot), (pivot, "en"))]
     if loaded["ner"].backend == "flair":
-        ids.append(("ner.model", loaded["ner"].model))
-    return [(key, repo) for key, repo in ids
-            if repo != PACKAGED and not Path(repo).exists() and try_to_load_from_cache(repo, "config.json") is None]
+        ids.append(("ner.model", loaded["ner"].model, "flair"))
+    return [(key, repo) for key, repo, kind in ids
+            if repo != PACKAGED and not Path(repo).exists() and not in_local_cache(repo, kind)]
+
+
+def in_local_cache(repo: str, kind: str) -> bool:
+    """Whether the library that loads ``repo`` finds it with the Hub offline: a model in the HF hub cache;
+    a dataset in the `datasets` cache of prepared datasets (all that `load_dataset` reads offline); a
+    flair tagger in flair's own hub cache (``$FLAIR_CACHE_ROOT``, default ~/.flair)."""
+    if kind == "dataset":
+        from datasets.load import CachedDatasetModuleFactory
+
+        try:
+            CachedDatasetModuleFactory(repo).get_module()
+        except (FileNotFoundError, AssertionError):
+            return False
+        return True
+    if kind == "flair":
+        root = Path(os.environ.get("FLAIR_CACHE_ROOT", Path.home() / ".flair"))
+        folder = root / "models" / repo.split("/", 1)[-1]
+        return try_to_load_from_cache(repo, "pytorch_model.bin", cache_dir=folder) is not None
+    return try_to_load_from_cache(repo, "config.json") is not None
 
 
 def hub_reachable(timeout: float = 3.0) -> bool:

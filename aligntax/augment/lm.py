@@ -20,7 +20,7 @@ from transformers import (
 )
 
 from aligntax.generation import device, generate_ids
-from aligntax.models import load_model, load_tokenizer
+from aligntax.models import drop_decoding_defaults, load_model, load_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,7 @@ def load_lm(name: str | Path, base_dir: str | Path) -> tuple[PreTrainedModel, Pr
             ) from err
         if tok.pad_token is None:
             tok.pad_token = tok.eos_token
+    drop_decoding_defaults(model.generation_config)  # a model's own sampling defaults would override ours
     return model.to(device()).eval(), tok
 
 
