@@ -1,11 +1,13 @@
-"""Causal-LM calls of the augmentation stages: loading, sampling, greedy fill and lowest beams.
+"""Causal-LM calls of the augmentation stages: loading, sampling, greedy fills and beams.
 
-``sample_each`` draws many samples of each prompt (LM paraphrases, toxic rewrites): the prompt
-is prefilled once, its KV cache repeated over the samples, which then decode as one batch, seeded
-per prompt (so a post's samples depend only on its prompt, its seed and the sample count, never on
-its chunk or the other posts); a few-shot prefix every prompt starts with is prefilled once for
-all of them. Greedy fills go through aligntax.generation (left-padded batches); prompts are cut
-with ``aligntax.generation.truncate_text``.
+Every call decodes one prompt at a time with ``continue_prompt``: the prompt is prefilled once
+(all but its last token), its KV cache repeated over the rows ``model.generate`` decodes (the
+samples, or the beams), which then decode as one batch; transformers' own generate would prefill
+every row. A ``SharedPrefix`` (the few-shot shots of every rewrite prompt; the post that its
+sys_lowcon and mask_regen prompts share) is prefilled once for all the prompts that start with it.
+``sample_each`` seeds each prompt's samples on their own, so a post's samples depend only on its
+prompt, its seed and the sample count, never on its chunk or the other posts. Prompts are cut with
+``aligntax.generation.truncate_text``.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from aligntax.generation import device, generate_ids
+from aligntax.generation import device
 from aligntax.models import load_model, load_tokenizer
 
 log = logging.getLogger(__name__)
@@ -65,35 +67,8 @@ def newline_ids(tok: PreTrainedTokenizerBase) -> torch.Tensor:
     return torch.tensor([i for i, t in enumerate(texts) if "\n" in t], dtype=torch.long)
 
 
-def _batches(n: int, size: int):
-    for start in range(0, n, size):
-        yield start, min(n, start + size)
-
-
-def generate(
-    model: PreTrainedModel,
-    tok: PreTrainedTokenizerBase,
-    prompts: Sequence[str],
-    max_new_tokens: int,
-    batch_size: int,
-    seed: int = 0,
-    sample: bool = False,
-    temperature: float = 1.0,
-    top_p: float = 1.0,
-    stop_ids: torch.Tensor | None = None,
-) -> list[str]:
-    """Continuation of each prompt (greedy, or sampled when ``sample``), decoded without specials.
-
-    Batches keep the input order, so a seeded batch holds the same prompts however the posts were
-    sorted elsewhere; ``stop_ids`` (e.g. ``newline_ids``) end a row early.
-    """
-    ids = generate_ids(model, tok, prompts, max_new_tokens, batch_size, sample=sample, temperature=temperature,
-                       top_p=top_p, seed=seed, stop_ids=stop_ids, longest_first=False)
-    return tok.batch_decode(ids, skip_special_tokens=True)
-
-
 class SharedPrefix:
-    """The KV cache of a text that prompts start with (the few-shot shots), prefilled once.
+    """The KV cache of a text that prompts start with (the few-shot shots, a post), prefilled once.
 
     Matching is on token ids, not on characters: a prompt reuses the cache for the tokens it
     shares with the prefix (tokenizers may merge the prefix's last characters with what follows,
@@ -128,6 +103,36 @@ def _prefill(model: PreTrainedModel, ids: torch.Tensor, prefix: SharedPrefix | N
 
 
 @torch.inference_mode()
+def continue_prompt(
+    model: PreTrainedModel,
+    tok: PreTrainedTokenizerBase,
+    prompt: str,
+    gen_cfg: GenerationConfig,
+    prefix: SharedPrefix | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``model.generate`` on one prompt, prefilled once: (new token ids per returned row, beam scores or None).
+
+    The prompt's cache (all but its last token; the tokens shared with ``prefix`` from its cache) is
+    repeated over the rows generate decodes (``max(num_beams, num_return_sequences)``: generate expands
+    the prompt itself but not a given cache), so its first step runs only the last token per row.
+    Rows are returned in generate's order; seed the global generator first when sampling.
+    """
+    ids = tok(prompt, return_tensors="pt")["input_ids"][0].to(model.device)
+    cache = _prefill(model, ids, prefix)
+    cache.batch_repeat_interleave(max(gen_cfg.num_beams, gen_cfg.num_return_sequences))
+    out = model.generate(input_ids=ids[None], attention_mask=torch.ones_like(ids)[None], past_key_values=cache,
+                         generation_config=gen_cfg, return_dict_in_generate=True,
+                         output_scores=gen_cfg.num_beams > 1)
+    return out.sequences[:, len(ids):], getattr(out, "sequences_scores", None)
+
+
+def end_ids(model: PreTrainedModel, stop_ids: torch.Tensor | None) -> list[int]:
+    """The model's end token(s) plus ``stop_ids``: a row ends at any of them (kept in its text)."""
+    eos = model.generation_config.eos_token_id
+    ends = (eos if isinstance(eos, list) else [eos]) + (stop_ids.tolist() if stop_ids is not None else [])
+    return [int(e) for e in ends if e is not None]
+
+
 def sample_each(
     model: PreTrainedModel,
     tok: PreTrainedTokenizerBase,
@@ -142,61 +147,46 @@ def sample_each(
 ) -> list[list[str]]:
     """``n`` sampled continuations of each prompt (decoded without specials), prompt by prompt.
 
-    Each prompt is prefilled once (all but its last token; the tokens it shares with ``prefix``
-    come from that prefix's cache, prefilled once per call); the cache is repeated over ``n`` rows
-    and ``model.generate`` samples them as one batch after ``torch.manual_seed(seeds[i])``, so
-    prompt i's samples depend only on (prompt, seed, n). A row stops at the model's end token or
-    at any of ``stop_ids`` (kept in the text, e.g. ``newline_ids``).
+    Each prompt is prefilled once (``continue_prompt``; ``prefix``, the text the prompts start with,
+    once per call) and its ``n`` samples decode as one batch after ``torch.manual_seed(seeds[i])``,
+    so prompt i's samples depend only on (prompt, seed, n). A row stops at the model's end token or
+    at any of ``stop_ids`` (e.g. ``newline_ids``). Sampling settings otherwise as
+    ``aligntax.generation.generate_ids`` (transformers' defaults, top-k 50 included).
     """
     if len(seeds) != len(prompts):
         raise ValueError(f"sample_each: {len(seeds)} seeds for {len(prompts)} prompts; give one seed per prompt")
     if n < 1:
         raise ValueError(f"sample_each: n={n}; draw at least one sample per prompt")
     model.eval()
-    ends = [model.generation_config.eos_token_id, *(stop_ids.tolist() if stop_ids is not None else [])]
     gen_cfg = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=True, temperature=temperature, top_p=top_p,
-                               num_beams=1, pad_token_id=tok.pad_token_id,
-                               eos_token_id=[int(e) for e in _flat(ends)])
+                               num_return_sequences=n, pad_token_id=tok.pad_token_id,
+                               eos_token_id=end_ids(model, stop_ids))
     shared = SharedPrefix(model, tok, prefix) if prefix and prompts else None
     out: list[list[str]] = []
     for prompt, seed in tqdm(list(zip(prompts, seeds, strict=True)), desc="sample", unit="prompt",
                              disable=not prompts):
-        ids = tok(prompt, return_tensors="pt")["input_ids"][0].to(model.device)
-        cache = _prefill(model, ids, shared)
-        cache.batch_repeat_interleave(n)
-        rows = ids[None].expand(n, -1)
         torch.manual_seed(seed)
-        new = model.generate(input_ids=rows, attention_mask=torch.ones_like(rows), past_key_values=cache,
-                             generation_config=gen_cfg)[:, len(ids):]
+        new, _ = continue_prompt(model, tok, prompt, gen_cfg, shared)
         out.append(tok.batch_decode(new, skip_special_tokens=True))
     return out
 
 
-def _flat(values: Sequence) -> list:
-    """``values`` with nested lists (a generation config's several end tokens) flattened; None dropped."""
-    return [x for v in values for x in (v if isinstance(v, list) else [v]) if x is not None]
+def greedy(model: PreTrainedModel, tok: PreTrainedTokenizerBase, prompt: str, max_new_tokens: int,
+           stop_ids: torch.Tensor | None = None, prefix: SharedPrefix | None = None) -> str:
+    """The greedy continuation of ``prompt`` (decoded without specials), stopping at ``stop_ids`` too."""
+    model.eval()
+    gen_cfg = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
+                               pad_token_id=tok.pad_token_id, eos_token_id=end_ids(model, stop_ids))
+    new, _ = continue_prompt(model, tok, prompt, gen_cfg, prefix)
+    return tok.decode(new[0], skip_special_tokens=True)
 
 
-@torch.inference_mode()
-def lowest_beams(
-    model: PreTrainedModel,
-    tok: PreTrainedTokenizerBase,
-    prompts: Sequence[str],
-    num_beams: int,
-    max_new_tokens: int,
-    batch_size: int,
-) -> list[tuple[str, float]]:
-    """sys_lowcon: per prompt the lowest-scoring of its ``num_beams`` beam summaries and its score."""
-    out: list[tuple[str, float]] = []
-    for lo, hi in _batches(len(prompts), batch_size):
-        enc = tok(list(prompts[lo:hi]), return_tensors="pt", padding=True, return_token_type_ids=False).to(model.device)
-        width = enc["input_ids"].shape[1]
-        res = model.generate(**enc, max_new_tokens=max_new_tokens, num_beams=num_beams, do_sample=False,
-                             num_return_sequences=num_beams, output_scores=True, return_dict_in_generate=True,
-                             pad_token_id=tok.pad_token_id)
-        texts = tok.batch_decode(res.sequences[:, width:], skip_special_tokens=True)
-        scores = res.sequences_scores.float().cpu().view(hi - lo, num_beams)
-        for row in range(hi - lo):
-            j = int(scores[row].argmin())
-            out.append((texts[row * num_beams + j], float(scores[row, j])))
-    return out
+def beams(model: PreTrainedModel, tok: PreTrainedTokenizerBase, prompt: str, num_beams: int, max_new_tokens: int,
+          prefix: SharedPrefix | None = None) -> list[tuple[str, float]]:
+    """Every one of the ``num_beams`` beam-search continuations of ``prompt`` with its score, lowest score first."""
+    model.eval()
+    gen_cfg = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, num_beams=num_beams,
+                               num_return_sequences=num_beams, pad_token_id=tok.pad_token_id)
+    new, scores = continue_prompt(model, tok, prompt, gen_cfg, prefix)
+    texts = tok.batch_decode(new, skip_special_tokens=True)
+    return sorted(zip(texts, scores.float().cpu().tolist(), strict=True), key=lambda x: x[1])

@@ -74,3 +74,21 @@ def test_prefix_cache_equals_prefilling_the_prompt(tiny):
         torch.testing.assert_close(cached, plain, atol=1e-5, rtol=1e-5)
     assert shared.shared(tok(PROMPTS[0], return_tensors="pt")["input_ids"][0]) > len(shared.ids) // 2
     assert shared.shared(tok(PROMPTS[2], return_tensors="pt")["input_ids"][0]) < len(shared.ids) // 2
+
+
+def test_beams_and_greedy_equal_transformers_on_the_whole_prompt(tiny):
+    """Prefilled once and expanded over the beams, the search finds what plain generate finds."""
+    model, tok, stop = tiny
+    shared = lm.SharedPrefix(model, tok, PREFIX)
+    for prompt in PROMPTS:
+        enc = tok(prompt, return_tensors="pt", return_token_type_ids=False)
+        with torch.inference_mode():
+            res = model.generate(**enc, max_new_tokens=8, num_beams=4, num_return_sequences=4, do_sample=False,
+                                 output_scores=True, return_dict_in_generate=True, pad_token_id=tok.pad_token_id)
+        texts = tok.batch_decode(res.sequences[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+        expected = sorted(zip(texts, res.sequences_scores.tolist(), strict=True), key=lambda x: x[1])
+        got = lm.beams(model, tok, prompt, 4, 8, shared)
+        assert [t for t, _ in got] == [t for t, _ in expected]
+        assert [s for _, s in got] == pytest.approx([s for _, s in expected], abs=1e-4)
+        plain = tok.batch_decode(generate_ids(model, tok, [prompt], 8, 1, stop_ids=stop), skip_special_tokens=True)
+        assert lm.greedy(model, tok, prompt, 8, stop, shared) == plain[0]
