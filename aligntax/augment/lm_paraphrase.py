@@ -42,14 +42,16 @@ def lm_paraphrases(
     seeds: Sequence[int],
     temperature: float,
     top_p: float,
+    batch_size: int = 1,
 ) -> list[list[str]]:
     """``samples`` sampled paraphrases of each summary (first line, cleaned); ``generator`` = (model, tok, stop ids).
 
-    Each summary's prompt is prefilled once and its samples decode as one batch with its own seed
-    (``seeds``, one per summary; ``lm.sample_each``), so its paraphrases do not depend on which
-    other posts needed the LM.
+    Each summary's prompt is prefilled once and its samples are drawn with its own seed (``seeds``, one
+    per summary; ``lm.sample_each``, ``batch_size`` summaries at a time), so its paraphrases do not depend
+    on which other posts needed the LM.
     """
     model, tok, stop = generator
     prompts = [paraphrase_prompt(truncate_text(tok, summary, max_summary_tokens)) for summary in summaries]
-    outs = lm.sample_each(model, tok, prompts, samples, seeds, max_new_tokens, temperature, top_p, stop, SHOTS_TEXT)
+    outs = lm.sample_each(model, tok, prompts, samples, seeds, max_new_tokens, temperature, top_p, stop, SHOTS_TEXT,
+                          batch_size)
     return [[clean_generation(o) for o in texts] for texts in outs]

@@ -71,6 +71,8 @@ class ToxifyConfig:
     """Tokens sampled at most per rewrite; sampling also stops at the first line break."""
     max_summary_tokens: int = 96
     """Summaries longer than this are cut (in LM tokens) inside the prompt."""
+    batch_size: int = 8
+    """Posts whose `lm` samples decode together (each prompt prefilled once, its samples seeded per post)."""
     prefer_lm: bool = True
     """Drop a post's `lexicon` rewrites (reason `toxic_lm_kept`) when one of its `lm` rewrites is kept."""
     lexicon_insertions: int = 2
@@ -92,6 +94,7 @@ class ToxifyConfig:
         check(0.0 < self.top_p <= 1.0, "toxify.top_p", "a number in (0, 1]")
         check(self.max_new_tokens >= 1, "toxify.max_new_tokens", "an integer >= 1")
         check(self.max_summary_tokens >= 8, "toxify.max_summary_tokens", "an integer >= 8")
+        check(self.batch_size >= 1, "toxify.batch_size", "an integer >= 1")
         check(self.lexicon_insertions >= 1, "toxify.lexicon_insertions", "an integer >= 1")
         check(self.lexicon_samples >= 1, "toxify.lexicon_samples", "an integer >= 1")
         check(self.chunk_size >= 1, "toxify.chunk_size", "an integer >= 1")
@@ -165,7 +168,8 @@ def toxify_chunk(
         prompts = [toxic_prompt(truncate_text(tok, r.summary, cfg.max_summary_tokens)) for r in chosen]
         with timer.phase("sample"):
             outs = lm.sample_each(model, tok, prompts, cfg.lm_samples, [chunk_seed(seed, "toxify", str(r.id))
-                                  for r in chosen], cfg.max_new_tokens, cfg.temperature, cfg.top_p, stop, SHOTS_TEXT)
+                                  for r in chosen], cfg.max_new_tokens, cfg.temperature, cfg.top_p, stop, SHOTS_TEXT,
+                                  cfg.batch_size)
         lm_cands = [(r.id, "toxic_lm", r.summary, clean_generation(o)) for r, texts in zip(chosen, outs, strict=True)
                     for o in texts]
     lex_cands: list[tuple[str, str, str, str]] = []

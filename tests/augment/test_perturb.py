@@ -5,7 +5,8 @@ import pandas as pd
 import pytest
 
 from aligntax.augment import lm
-from aligntax.augment.perturb import PerturbConfig, fill_entity, jaccard_violations, perturb_chunk
+from aligntax.augment.perturb import PerturbConfig, perturb_chunk
+from aligntax.augment.text import fill_entity, jaccard_violations
 from aligntax.config import ConfigError
 from aligntax.ner import Entity, NerConfig, load_ner
 from aligntax.schema import ENTITY_KINDS, GROUPS, validate
@@ -174,23 +175,21 @@ BEAMS = {"a": ["", "john met steve.", "john met steve.", "a quiet trip.", "john 
 
 
 def fake_lm(monkeypatch, fills=None):
-    """lm.beams / lm.greedy / lm.SharedPrefix replaced: hand-written beams per post, fills by masked entity."""
-    def beams(model, tok, prompt, num_beams, max_new_tokens, prefix=None):
-        post = "a" if "boston" in prompt else "b"
-        return [(t, -float(i)) for i, t in enumerate(BEAMS[post])]
+    """lm.beams / lm.SharedPrefix replaced: hand-written summary beams per post (lowest score first) and fills
+    per masked prefix (best first)."""
+    def one(prompt):
+        masked = prompt.rsplit("TL;DR:", 1)[1]
+        texts = BEAMS["a" if "boston" in prompt else "b"] if not masked else (fills or {}).get(masked.strip(), [])[::-1]
+        return [(t, -float(len(texts) - i)) for i, t in enumerate(texts)]
 
-    def greedy(model, tok, prompt, max_new_tokens, stop_ids=None, prefix=None):
-        return (fills or {}).get(prompt.rsplit("TL;DR:", 1)[1].strip(), "")
-
-    monkeypatch.setattr(lm, "beams", beams)
-    monkeypatch.setattr(lm, "greedy", greedy)
+    monkeypatch.setattr(lm, "beams", lambda model, tok, prompts, *args: [one(p) for p in prompts])
     monkeypatch.setattr(lm, "SharedPrefix", lambda *args: None)
 
 
 def test_unsupported_beams_keeps_only_beams_with_an_entity_the_post_lacks():
     from collections import Counter
 
-    from aligntax.augment.perturb import unsupported_beams
+    from aligntax.augment.text import unsupported_beams
 
     post = "we flew from boston to chicago and john met steve at the gate."
     texts = ["", "John met Steve.", "john met steve!", "a quiet trip.", "john flew to denver.", "the steve flew.",
@@ -210,7 +209,7 @@ def test_unsupported_beams_keeps_only_beams_with_an_entity_the_post_lacks():
 
 def test_sys_lowcon_is_filtered_and_posts_get_several_entity_negatives(monkeypatch, tiny_llama_dir):
     _, tok = lm.load_lm(str(tiny_llama_dir), "unused")
-    fake_lm(monkeypatch, fills={"": "denver", "john flew from": "chicago"})
+    fake_lm(monkeypatch, fills={"": ["denver", "john"], "john flew from": ["boston", "chicago", "denver"]})
     posts, positives, toxic = inputs()
     cfg = PerturbConfig(lowcon_share=1.0, lowcon_keep=2, swap_variants=2, mask_variants=2)
     df, counts = perturb_chunk(posts, positives, toxic, 0, cfg, 0, TEMPLATE, FakeNer(), tox, (None, tok, None),
@@ -278,8 +277,21 @@ def test_in_rounds_and_the_train_cap_keep_the_entity_negatives():
 def test_mask_targets_are_distinct_entities():
     import random
 
-    from aligntax.augment.perturb import mask_targets
+    from aligntax.augment.text import mask_targets
 
     assert mask_targets(1, random.Random(0), 2) == [0]
     picks = mask_targets(5, random.Random(3), 3)
     assert len(set(picks)) == 3 and picks[0] == random.Random(3).randrange(5)  # the first is the one-variant pick
+
+
+def test_pick_fills_takes_each_entity_first_then_second_fills():
+    from aligntax.augment.text import pick_fills
+
+    ref = "john flew from boston."
+    ents = [Entity(0, 4, "PERSON", "john"), Entity(15, 21, "GPE", "boston")]
+    made, empty = pick_fills(ref, ents, [1, 0], [["Boston", "chicago", "denver"], ["john", "\n", "steve"]], 3)
+    assert [t for t, _ in made] == ["john flew from chicago.", "steve flew from boston.", "john flew from denver."]
+    assert empty == 0 and made[1][1][0] == Entity(0, 5, "PERSON", "steve")
+    one, empty = pick_fills(ref, ents[1:], [0], [["chicago", "chicago!", "denver"]], 2)  # one entity: two fills
+    assert [t for t, _ in one] == ["john flew from chicago.", "john flew from denver."] and empty == 0
+    assert pick_fills(ref, ents, [0], [["john", ""]], 2) == ([], 1)
