@@ -61,7 +61,7 @@ class ToxifyConfig:
     """`base` (the prepared base model in models/base), a folder or a hub causal LM (paper: EleutherAI/gpt-neo-2.7B)."""
     lm_share: float = 0.25
     """Share of posts that get `lm` rewrites (picked by seed; 1.0 = all). CPU time scales with it."""
-    lm_samples: int = 1
+    lm_samples: int = 2
     """`lm` rewrites sampled per selected post (one prefill, decoded as one batch, seeded per post)."""
     temperature: float = 1.0
     """Sampling temperature (paper: 1.0)."""
@@ -77,8 +77,10 @@ class ToxifyConfig:
     """Drop a post's `lexicon` rewrites (reason `toxic_lm_kept`) when one of its `lm` rewrites is kept."""
     lexicon_insertions: int = 2
     """Profanity words inserted per `lexicon` rewrite."""
-    lexicon_samples: int = 2
-    """`lexicon` rewrites per post (words: the list entries the scorer rates >= min_toxicity)."""
+    lexicon_samples: int = 4
+    """`lexicon` rewrites drawn per post (words: the list entries the scorer rates >= min_toxicity)."""
+    lexicon_keep: int = 2
+    """`lexicon` rewrites kept per post at most: the first drawn that pass (the others: `over_limit`)."""
     chunk_size: int = 64
     """Posts per resumable chunk."""
 
@@ -97,6 +99,7 @@ class ToxifyConfig:
         check(self.batch_size >= 1, "toxify.batch_size", "an integer >= 1")
         check(self.lexicon_insertions >= 1, "toxify.lexicon_insertions", "an integer >= 1")
         check(self.lexicon_samples >= 1, "toxify.lexicon_samples", "an integer >= 1")
+        check(self.lexicon_keep >= 1, "toxify.lexicon_keep", "an integer >= 1")
         check(self.chunk_size >= 1, "toxify.chunk_size", "an integer >= 1")
 
 
@@ -190,7 +193,7 @@ def toxify_chunk(
             if preferred:
                 dropped.setdefault("toxic_lexicon", Counter())["toxic_lm_kept"] += len(preferred)
             lexicon = [c for c in lexicon if c[0] not in with_lm]
-        rows += _scored(lexicon, toxicity, cfg.min_toxicity, dropped)
+        rows += _first_per_post(_scored(lexicon, toxicity, cfg.min_toxicity, dropped), cfg.lexicon_keep, dropped)
     order = {r.id: k for k, r in enumerate(clean)}
     rows.sort(key=lambda x: (order[x[0]], x[1]))
     df = pd.DataFrame(rows, columns=["post_id", "kind", "text", "toxicity"])
@@ -220,6 +223,20 @@ def _distinct(cands: list[tuple[str, str, str, str]], seen: set[tuple[str, str]]
             dropped.setdefault(kind, Counter())[reason] += 1
         else:
             out.append((post_id, kind, text))
+    return out
+
+
+def _first_per_post(rows: list[tuple[str, str, str, float]], keep: int,
+                    dropped: dict[str, Counter]) -> list[tuple[str, str, str, float]]:
+    """The first ``keep`` rows of each post (the others counted as `over_limit`)."""
+    seen: Counter = Counter()
+    out = []
+    for row in rows:
+        seen[row[0]] += 1
+        if seen[row[0]] > keep:
+            dropped.setdefault(row[1], Counter())["over_limit"] += 1
+        else:
+            out.append(row)
     return out
 
 

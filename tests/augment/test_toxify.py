@@ -55,6 +55,18 @@ def test_lexicon_rewrites_are_filtered_and_deterministic():
     assert list(other["text"]) != list(df["text"])
 
 
+def test_lexicon_keeps_the_first_rewrites_that_pass():
+    cfg = ToxifyConfig(strategies=["lexicon"], lexicon_samples=4, lexicon_keep=1)
+
+    def tox(texts):  # the references are clean; of the rewrites only every second one is toxic
+        return np.array([0.0] * len(texts) if len(texts) == 2 else [0.9 * (i % 2) for i in range(len(texts))])
+
+    df, counts = toxify_chunk(raw(["i lost my keys at the park.", "we drove home late."]), 0, cfg, 0, tox, None)
+    assert list(df["post_id"]) == ["p0", "p1"]  # one each: the second draw of each post (the first scores 0)
+    lexicon = counts["rewrites"]["toxic_lexicon"]
+    assert lexicon == {"generated": 8, "kept": 2, "dropped": {"below_min_toxicity": 4, "over_limit": 2}}
+
+
 def test_min_toxicity_drops_and_counts():
     cfg = ToxifyConfig(strategies=["lexicon"], min_toxicity=0.4, lexicon_samples=2)
     df, counts = toxify_chunk(raw(["i lost my keys."]), 0, cfg, 0, lambda t: np.full(len(t), 0.3), None)
@@ -97,7 +109,7 @@ def test_lm_rewrite_is_preferred_over_lexicon(monkeypatch, tiny_llama_dir, prefe
         return [[rewrites[p.rsplit("Original text: ", 1)[1].split("\n")[0]]] for p in prompts]
 
     monkeypatch.setattr(lm, "sample_each", fake_sample)
-    cfg = ToxifyConfig(lm_share=1.0, lexicon_samples=2, prefer_lm=prefer_lm)
+    cfg = ToxifyConfig(lm_share=1.0, lm_samples=1, lexicon_samples=2, prefer_lm=prefer_lm)
     df, counts = toxify_chunk(raw(list(rewrites)), 0, cfg, 0, fake_toxicity, (None, tok, None))
     kinds = df.groupby("post_id")["kind"].agg(list).to_dict()
     lexicon = counts["rewrites"]["toxic_lexicon"]
