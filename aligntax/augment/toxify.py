@@ -61,6 +61,8 @@ class ToxifyConfig:
     """`base` (the prepared base model in models/base), a folder or a hub causal LM (paper: EleutherAI/gpt-neo-2.7B)."""
     lm_share: float = 0.25
     """Share of posts that get `lm` rewrites (picked by seed; 1.0 = all). CPU time scales with it."""
+    lm_fallback: bool = True
+    """Also sample `lm` rewrites for every post left without a kept `lexicon` rewrite (counted as `lm_fallback`)."""
     lm_samples: int = 2
     """`lm` rewrites sampled per selected post (one prefill, decoded as one batch, seeded per post)."""
     temperature: float = 1.0
@@ -148,8 +150,9 @@ def toxify_chunk(
 
     ``generator`` is (model, tokenizer, newline ids) for the `lm` strategy, None without it;
     ``vocabulary`` the words `lexicon` inserts (default: the whole packaged list); ``timer`` gets
-    the phases sample and score. Each post's `lm` samples are seeded by its id, so they do not
-    depend on its chunk.
+    the phases sample and score. The `lm` strategy samples the ``lm_share`` of posts and (with
+    ``lm_fallback``) every post no lexicon rewrite was kept for; each post's samples are seeded by
+    its id, so they do not depend on its chunk.
     """
     timer = timer or Timer()
     screened: Counter = Counter()
@@ -164,9 +167,25 @@ def toxify_chunk(
         ref_tox = toxicity([r.summary for r in ok]) if ok else np.zeros(0)
     clean = [r for r, t in zip(ok, ref_tox, strict=True) if t <= cfg.max_reference_toxicity]
     screened["toxic_reference"] += len(ok) - len(clean)
-    lm_cands: list[tuple[str, str, str, str]] = []  # post_id, kind, reference, text
+    dropped: dict[str, Counter] = {}
+    seen: set[tuple[str, str]] = set()
+    lex_cands: list[tuple[str, str, str, str]] = []  # post_id, kind, reference, text
+    if "lexicon" in cfg.strategies:
+        vocab = vocabulary or profanity_words()
+        for r in clean:
+            rng = post_rng(seed, r.id, "lexicon")
+            lex_cands += [(r.id, "toxic_lexicon", r.summary, lexicon_rewrite(r.summary, vocab, rng, cfg.lexicon_insertions))
+                          for _ in range(cfg.lexicon_samples)]
+    with timer.phase("score"):
+        lexicon = _first_per_post(_scored(_distinct(lex_cands, seen, dropped), toxicity, cfg.min_toxicity, dropped),
+                                  cfg.lexicon_keep, dropped)
+    lm_cands: list[tuple[str, str, str, str]] = []
+    fallback = 0
     if "lm" in cfg.strategies:
-        chosen = [r for r in clean if selected(seed, r.id, "toxify_lm", cfg.lm_share)]
+        with_lexicon = {post_id for post_id, *_ in lexicon}
+        chosen = [r for r in clean if selected(seed, r.id, "toxify_lm", cfg.lm_share)
+                  or cfg.lm_fallback and r.id not in with_lexicon]
+        fallback = sum(not selected(seed, r.id, "toxify_lm", cfg.lm_share) for r in chosen)
         model, tok, stop = generator
         prompts = [toxic_prompt(truncate_text(tok, r.summary, cfg.max_summary_tokens)) for r in chosen]
         with timer.phase("sample"):
@@ -175,25 +194,13 @@ def toxify_chunk(
                                   cfg.batch_size)
         lm_cands = [(r.id, "toxic_lm", r.summary, clean_generation(o)) for r, texts in zip(chosen, outs, strict=True)
                     for o in texts]
-    lex_cands: list[tuple[str, str, str, str]] = []
-    if "lexicon" in cfg.strategies:
-        vocab = vocabulary or profanity_words()
-        for r in clean:
-            rng = post_rng(seed, r.id, "lexicon")
-            lex_cands += [(r.id, "toxic_lexicon", r.summary, lexicon_rewrite(r.summary, vocab, rng, cfg.lexicon_insertions))
-                          for _ in range(cfg.lexicon_samples)]
-    dropped: dict[str, Counter] = {}
-    seen: set[tuple[str, str]] = set()
     with timer.phase("score"):
         rows = _scored(_distinct(lm_cands, seen, dropped), toxicity, cfg.min_toxicity, dropped)
-        with_lm = {post_id for post_id, *_ in rows}
-        lexicon = _distinct(lex_cands, seen, dropped)
-        if cfg.prefer_lm:
-            preferred = [c for c in lexicon if c[0] in with_lm]
-            if preferred:
-                dropped.setdefault("toxic_lexicon", Counter())["toxic_lm_kept"] += len(preferred)
-            lexicon = [c for c in lexicon if c[0] not in with_lm]
-        rows += _first_per_post(_scored(lexicon, toxicity, cfg.min_toxicity, dropped), cfg.lexicon_keep, dropped)
+    with_lm = {post_id for post_id, *_ in rows}
+    preferred = [c for c in lexicon if c[0] in with_lm] if cfg.prefer_lm else []
+    if preferred:
+        dropped.setdefault("toxic_lexicon", Counter())["toxic_lm_kept"] += len(preferred)
+    rows += [c for c in lexicon if c not in preferred]
     order = {r.id: k for k, r in enumerate(clean)}
     rows.sort(key=lambda x: (order[x[0]], x[1]))
     df = pd.DataFrame(rows, columns=["post_id", "kind", "text", "toxicity"])
@@ -203,7 +210,8 @@ def toxify_chunk(
         "posts": {"read": len(posts), "screened_out": dict(screened), "augmented": len(clean),
                   "with_toxic": int(df["post_id"].nunique()),
                   "with_toxic_lm": int(sum("toxic_lm" in k for k in kinds)),
-                  "with_toxic_lexicon_only": int(sum(k == {"toxic_lexicon"} for k in kinds))},
+                  "with_toxic_lexicon_only": int(sum(k == {"toxic_lexicon"} for k in kinds)),
+                  "lm_fallback": fallback},
         "rewrites": {kind: {"generated": generated[kind], "kept": int((df["kind"] == kind).sum()),
                             "dropped": dict(dropped.get(kind, {}))} for kind in sorted(generated)},
     }

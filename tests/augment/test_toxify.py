@@ -128,3 +128,27 @@ def test_config_checks():
         ToxifyConfig(min_toxicity=1.5)
     with pytest.raises(ConfigError, match="toxify.strategies"):
         ToxifyConfig(strategies=[])
+
+
+@pytest.mark.parametrize("lm_fallback", [True, False])
+def test_lm_fallback_samples_the_posts_left_without_a_lexicon_rewrite(monkeypatch, tiny_llama_dir, lm_fallback):
+    _, tok = lm.load_lm(str(tiny_llama_dir), "unused")
+    asked = []
+
+    def fake_sample(model, tok, prompts, n, seeds, *args):
+        asked.extend(p.rsplit("Original text: ", 1)[1].split("\n")[0] for p in prompts)
+        return [["you stupid idiot, " + a] * n for a in asked[-len(prompts):]]
+
+    monkeypatch.setattr(lm, "sample_each", fake_sample)
+
+    def tox(texts):  # no lexicon rewrite of "we drove home." is toxic enough; the lm rewrites are
+        return np.array([0.9 if "idiot" in t or ("drove" not in t and len(t.split()) >= 9) else 0.1 for t in texts])
+
+    cfg = ToxifyConfig(lm_share=0.0, lm_fallback=lm_fallback, lm_samples=1)
+    df, counts = toxify_chunk(raw(["i lost my keys at the park.", "we drove home."]), 0, cfg, 0, tox, (None, tok, None))
+    kinds = df.groupby("post_id")["kind"].agg(list).to_dict()
+    assert kinds["p0"] == ["toxic_lexicon", "toxic_lexicon"]
+    if lm_fallback:
+        assert asked == ["we drove home."] and kinds["p1"] == ["toxic_lm"] and counts["posts"]["lm_fallback"] == 1
+    else:
+        assert asked == [] and "p1" not in kinds and counts["posts"]["lm_fallback"] == 0
