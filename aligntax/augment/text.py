@@ -196,12 +196,16 @@ def sentence_case(text: str) -> str:
 
 
 def fill_entity(reference: str, entities: list[Entity], i: int, generated: str) -> tuple[str, list[Entity]] | None:
-    """mask_regen: put the first words of ``generated`` (as many as the entity had) in place of entity ``i``.
+    """mask_regen: put the first words of ``generated`` (as many as the entity had) in place of entity ``i``
+    (without a possessive "'s" that the reference already has after the entity).
 
     Returns None when the fill is empty or the same entity again.
     """
     n = max(1, len(entities[i].text.split()))
     fill = " ".join(clean_generation(generated).split()[:n]).strip(" .,;:!?")
+    for possessive in ("'s", "\u2019s"):  # "grandma's" for "grandma" before "'s bed": the same entity again
+        if reference[entities[i].end:].startswith(("'s", "\u2019s")) and fill.endswith(possessive):
+            fill = fill[: -len(possessive)]
     if not words(fill) or normalize(fill) == normalize(entities[i].text):
         return None
     return replace_spans(reference, entities, {i: fill})

@@ -55,6 +55,9 @@ def test_pure_helpers():
     assert text[spans[1].start:spans[1].end] in {"new", "new york"}
     assert fill_entity(ref, ents, 1, " Boston!") is None
     assert fill_entity(ref, ents, 0, "\n") is None
+    grandma = [Entity(3, 10, "PERSON", "grandma")]
+    assert fill_entity("my grandma's bed broke.", grandma, 0, " grandma's bed") is None  # the same entity again
+    assert fill_entity("my grandma's bed broke.", grandma, 0, " uncle's bed")[0] == "my uncle's bed broke."
     assert jaccard_violations(["a b c d e"], ["a b c d e f", "x y z"], 0.8) == [True, False]
 
 
