@@ -25,7 +25,7 @@ from pathlib import Path, PurePosixPath
 from types import ModuleType
 from typing import Any, Literal
 
-from aligntax.config import METHOD_NAME, ConfigError, check, from_dict, load_section
+from aligntax.config import METHOD_NAME, PATH, ConfigError, check, check_value, from_dict, load_section
 
 Kind = Literal["base", "trained", "fitted", "decoding"]
 
@@ -85,16 +85,19 @@ class Method:
 
 
 def check_inside(key: str, value: Any, example: str) -> None:
-    """A path from params must be a relative path that stays inside the repository."""
-    check(isinstance(value, str) and value.strip() != "", key, f"a relative path inside the repository, e.g. {example}")
+    """A path from params must be a relative path that stays inside the repository, in plain characters."""
+    check_value(isinstance(value, str) and value.strip() != "", key,
+                f"a relative path inside the repository, e.g. {example}", value)
     path = PurePosixPath(value)
     check(not path.is_absolute() and ".." not in path.parts and "\\" not in value, key,
           f"a relative path inside the repository, e.g. {example} (no '..', not absolute)")
+    check_value(PATH.fullmatch(value) is not None, key, f"a relative path of letters, digits and '_', '.', '-', '/' "
+                f"only, e.g. {example} (no space, quote, ';', '&', '$', backtick or line break)", value)
 
 
 def _check_name(key: str, name: Any) -> None:
-    check(isinstance(name, str) and METHOD_NAME.match(name) is not None, key,
-          "a name of lower-case letters, digits, '_' or '-'")
+    check_value(isinstance(name, str) and METHOD_NAME.fullmatch(name) is not None, key,
+                "a name of lower-case letters, digits, '_' or '-'", name)
 
 
 def load_methods(params: dict[str, Any]) -> dict[str, str]:
@@ -121,7 +124,8 @@ def load_kind(params: dict[str, Any], kind: str) -> dict[str, Any]:
         check_inside(f"{key}.module", entry.module, EXAMPLES[kind])
         check(entry.module.startswith("aligntax/") and entry.module.endswith(".py"), f"{key}.module",
               f"a .py file under aligntax/, e.g. {EXAMPLES[kind]}")
-        check(METHOD_NAME.match(entry.section) is not None, f"{key}.section", "a params section, e.g. train")
+        check_value(METHOD_NAME.fullmatch(entry.section) is not None, f"{key}.section", "a params section, e.g. train",
+                    entry.section)
         for extra in ("data", "model"):
             if hasattr(entry, extra):
                 check_inside(f"{key}.{extra}", getattr(entry, extra), "data/raw/train.parquet" if extra == "data"
