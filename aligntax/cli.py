@@ -85,6 +85,7 @@ FIXES = {
     errno.EPERM: "not permitted: check the owner and mode of the file and its folder",
     errno.EROFS: "the filesystem is read-only: write the outputs to a writable folder",
     errno.ENOENT: "it does not exist: create it (`dvc repro`) or fix the path",
+    errno.EFBIG: "the file outgrew the size limit of this process or filesystem (ulimit -f); raise it",
 }
 """What to do about an OSError, by errno (the message always names the file)."""
 

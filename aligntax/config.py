@@ -180,8 +180,9 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
         raise ConfigError(f"params.yaml: bad value for '{key}'; allowed: {kinds}; got {shown(value)}")
     if origin is list:
         (item,) = get_args(tp)
-        check_value(isinstance(value, list), key, f"a list of {_NAMES.get(item, getattr(item, '__name__', item))}",
-                    value)
+        what = " | ".join(map(str, get_args(item))) if get_origin(item) is Literal else \
+            _NAMES.get(item, getattr(item, "__name__", item))
+        check_value(isinstance(value, list), key, f"a list of {what}", value)
         return [_coerce(item, v, f"{key}[{i}]") for i, v in enumerate(value)]
     if origin is dict:
         key_tp, val_tp = get_args(tp)

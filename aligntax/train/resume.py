@@ -31,7 +31,7 @@ from typing import Any
 import pandas as pd
 from transformers import TrainerCallback
 
-from aligntax.io import write_json
+from aligntax.io import write_error, write_json
 
 log = logging.getLogger(__name__)
 
@@ -147,15 +147,20 @@ class ChecksumOnSave(TrainerCallback):
 @contextmanager
 def unverified_removed(folder: Path | None) -> Iterator[None]:
     """If the body fails, delete the checkpoints of ``folder`` (None: nothing) that were not completely
-    saved (no verified checksums): nothing half-written stays behind."""
+    saved (no verified checksums): nothing half-written stays behind. A failed write that names no file
+    (a full disk while the Trainer saved) is raised as an OSError naming ``folder``."""
     try:
         yield
-    except BaseException:
-        if folder is not None:
-            for path in Path(folder).glob("checkpoint-*"):
-                if path.is_dir() and not verified(path):
-                    shutil.rmtree(path, ignore_errors=True)
-        raise
+    except BaseException as err:
+        if folder is None:
+            raise
+        for path in Path(folder).glob("checkpoint-*"):
+            if path.is_dir() and not verified(path):
+                shutil.rmtree(path, ignore_errors=True)
+        failed = write_error(err, folder) if isinstance(err, Exception) else None
+        if failed is None:
+            raise
+        raise failed from err
 
 
 def usable_checkpoint(path: Path, marker: str, every: int) -> bool:
