@@ -42,10 +42,16 @@ class ConfigError(ValueError):
     """A params.yaml value is missing, unknown or out of range."""
 
 
+def printable(text: str, limit: int = 80) -> str:
+    """``text`` on one line for a message: control characters escaped (a line break as \\n), cut to ``limit``."""
+    out = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+    return out if len(out) <= limit else out[: limit - 3] + "..."
+
+
 def check(condition: bool, key: str, allowed: str) -> None:
     """Raise a ConfigError naming ``key`` and what it accepts unless ``condition`` holds."""
     if not condition:
-        raise ConfigError(f"params.yaml: bad value for '{key}'; allowed: {allowed}")
+        raise ConfigError(f"params.yaml: bad value for '{printable(key)}'; allowed: {allowed}")
 
 
 def shown(value: Any) -> str:
@@ -60,7 +66,7 @@ def shown(value: Any) -> str:
 def check_value(condition: bool, key: str, allowed: str, value: Any) -> None:
     """``check``, naming the value that was given: a type error reads `allowed: a number; got 'high' (a string)`."""
     if not condition:
-        raise ConfigError(f"params.yaml: bad value for '{key}'; allowed: {allowed}; got {shown(value)}")
+        raise ConfigError(f"params.yaml: bad value for '{printable(key)}'; allowed: {allowed}; got {shown(value)}")
 
 
 def read_params(path: str | Path = "params.yaml") -> dict[str, Any]:
@@ -81,7 +87,7 @@ def read_params(path: str | Path = "params.yaml") -> dict[str, Any]:
         raise ConfigError(f"{path}: expected a mapping of sections at the top level")
     where = _too_deep(params, MAX_DEPTH)
     if where is not None:
-        raise ConfigError(f"params.yaml: bad value for '{where}'; allowed: at most {MAX_DEPTH} levels of nesting")
+        raise ConfigError(f"params.yaml: bad value for '{printable(where)}'; allowed: at most {MAX_DEPTH} levels of nesting")
     return params
 
 
@@ -133,13 +139,13 @@ def load_section(params: dict[str, Any] | str | Path, section: str, cls: type[T]
 def from_dict(cls: type[T], data: Any, where: str) -> T:
     """Strictly convert a mapping to dataclass ``cls``; ``where`` is the dotted key for errors."""
     if not isinstance(data, dict):
-        raise ConfigError(f"params.yaml: bad value for '{where}'; allowed: a mapping of its keys "
+        raise ConfigError(f"params.yaml: bad value for '{printable(where)}'; allowed: a mapping of its keys "
                           f"({', '.join(f.name for f in dataclasses.fields(cls))}); got {shown(data)}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields), key=str)
     if unknown:
         raise ConfigError(
-            f"params.yaml: unknown key '{where}.{unknown[0]}'; allowed keys in '{where}': "
+            f"params.yaml: unknown key '{printable(f'{where}.{unknown[0]}')}'; allowed keys in '{where}': "
             + ", ".join(fields)
         )
     hints = typing.get_type_hints(cls)
@@ -149,7 +155,7 @@ def from_dict(cls: type[T], data: Any, where: str) -> T:
         if name in data:
             kwargs[name] = _coerce(hints[name], data[name], key)
         elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
-            raise ConfigError(f"params.yaml: missing key '{key}'")
+            raise ConfigError(f"params.yaml: missing key '{printable(key)}'")
     return cls(**kwargs)
 
 
@@ -177,7 +183,7 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
         if len(errors) == 1:
             raise ConfigError(errors[0])
         kinds = " or ".join("null" if a is type(None) else _NAMES.get(a, str(a)).removesuffix("s") for a in args)
-        raise ConfigError(f"params.yaml: bad value for '{key}'; allowed: {kinds}; got {shown(value)}")
+        raise ConfigError(f"params.yaml: bad value for '{printable(key)}'; allowed: {kinds}; got {shown(value)}")
     if origin is list:
         (item,) = get_args(tp)
         what = " | ".join(map(str, get_args(item))) if get_origin(item) is Literal else \

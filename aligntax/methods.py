@@ -25,7 +25,7 @@ from pathlib import Path, PurePosixPath
 from types import ModuleType
 from typing import Any, Literal
 
-from aligntax.config import METHOD_NAME, PATH, ConfigError, check, check_value, from_dict, load_section
+from aligntax.config import METHOD_NAME, PATH, ConfigError, check, check_value, from_dict, load_section, printable
 
 Kind = Literal["base", "trained", "fitted", "decoding"]
 
@@ -141,7 +141,7 @@ def registry(params: dict[str, Any]) -> dict[str, Method]:
     for kind in ENTRIES:
         for name, entry in load_kind(params, kind).items():
             if name in out:
-                raise ConfigError(f"params.yaml: bad value for '{kind}.{name}'; allowed: a name in one list only "
+                raise ConfigError(f"params.yaml: bad value for '{kind}.{printable(name)}'; allowed: a name in one list only "
                                   f"('{name}' is also under '{out[name].kind}')")
             out[name] = Method(name, kind, methods.get(name), entry)
     for name, folder in methods.items():
@@ -154,7 +154,8 @@ def import_method(kind: str, name: str, entry: Any) -> ModuleType:
     """Import the module of a ``kind`` entry by its path (e.g. aligntax/train/sft.py) and check its contract."""
     path = Path(entry.module)
     if path.suffix != ".py" or path.is_absolute() or ".." in path.parts:
-        raise ConfigError(f"params.yaml: '{kind}.{name}.module' must be a relative path to a .py file, got {path}")
+        raise ConfigError(f"params.yaml: '{kind}.{printable(name)}.module' must be a relative path to a .py file, "
+                          f"got {printable(str(path))}")
     try:
         module = importlib.import_module(".".join(path.with_suffix("").parts))
     except ModuleNotFoundError as err:
@@ -184,7 +185,8 @@ def entry_of(params: dict[str, Any], kind: str, name: str) -> Any:
     """The entry of ``name`` under ``kind``, or one error naming the list and what it holds."""
     entries = load_kind(params, kind)
     if name not in entries:
-        raise ConfigError(f"params.yaml: no method '{name}' under '{kind}' (have: {', '.join(entries) or 'none'})")
+        raise ConfigError(f"params.yaml: no method '{printable(name)}' under '{kind}' "
+                          f"(have: {', '.join(entries) or 'none'})")
     return entries[name]
 
 

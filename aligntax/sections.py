@@ -26,7 +26,16 @@ from huggingface_hub.utils import validate_repo_id
 from aligntax.augment.backtranslate import BacktranslateConfig
 from aligntax.augment.perturb import PerturbConfig
 from aligntax.augment.toxify import ToxifyConfig
-from aligntax.config import MAX_SEED, ConfigError, check, check_launcher, check_value, load_section, load_seed
+from aligntax.config import (
+    MAX_SEED,
+    ConfigError,
+    check,
+    check_launcher,
+    check_value,
+    load_section,
+    load_seed,
+    printable,
+)
 from aligntax.data.casing import TruecaseConfig
 from aligntax.data.download import DataConfig
 from aligntax.evaluate.run import EvaluateConfig
@@ -179,7 +188,7 @@ def check_packages(loaded: dict[str, Any]) -> None:
     for key, module, fix in packages(loaded):
         valid = re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", module) is not None
         if not valid or importlib.util.find_spec(module) is None:
-            raise ConfigError(f"params.yaml: '{key}' needs the Python package '{module}', which is not installed "
+            raise ConfigError(f"params.yaml: '{key}' needs the Python package '{printable(module)}', which is not installed "
                               f"here; {fix}")
 
 
