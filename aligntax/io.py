@@ -22,9 +22,11 @@ import pyarrow.parquet as pq
 
 from aligntax.schema import ArtifactSchema, SchemaError, validate
 
-DISK_FULL = ("No space left on device", "StorageFull", "Disk quota exceeded", "file write failed")
-"""How libraries that raise no OSError (safetensors, torch's zip writer) report a full disk."""
 WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO, errno.EFBIG)
+REPORTED = (("No space left on device", errno.ENOSPC), ("StorageFull", errno.ENOSPC),
+            ("Disk quota exceeded", errno.EDQUOT), ("File too large", errno.EFBIG), ("FileTooLarge", errno.EFBIG),
+            ("file write failed", errno.EIO))
+"""How libraries that raise no OSError (safetensors, torch's zip writer) report a failed write."""
 
 
 def write_error(err: BaseException, path: str | Path, tmp: Path | None = None) -> OSError | None:
@@ -34,9 +36,8 @@ def write_error(err: BaseException, path: str | Path, tmp: Path | None = None) -
         own = err.filename is None or str(err.filename) == str(path) or \
             (tmp is not None and str(err.filename).startswith(str(tmp)))
         return OSError(err.errno, err.strerror or os.strerror(err.errno), str(path)) if own else None
-    if any(s in str(err) for s in DISK_FULL):
-        return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
-    return None
+    code = next((code for text, code in REPORTED if text in str(err)), None)
+    return None if code is None else OSError(code, os.strerror(code), str(path))
 
 
 def _mkdir(folder: Path, path: Path) -> None:

@@ -98,13 +98,11 @@ def _from_source(cfg: ModelConfig) -> tuple[PreTrainedModel, PreTrainedTokenizer
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
         return model, tok
-    local = Path(cfg.name).is_dir()
-    kwargs = dict(trust_remote_code=cfg.trust_remote_code)
-    if not local:
-        kwargs["revision"] = cfg.revision
+    kwargs = {} if Path(cfg.name).is_dir() else {"revision": cfg.revision}
     try:
-        tok = AutoTokenizer.from_pretrained(cfg.name, **kwargs)
-        model = AutoModelForCausalLM.from_pretrained(cfg.name, dtype=dtype, **kwargs)
+        tok = AutoTokenizer.from_pretrained(cfg.name, trust_remote_code=cfg.trust_remote_code, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(cfg.name, dtype=dtype, trust_remote_code=cfg.trust_remote_code,
+                                                     **kwargs)
     except OSError as err:
         raise RuntimeError(
             f"model.name: could not load '{cfg.name}' ({str(err).splitlines()[0]}). A hub id needs "
