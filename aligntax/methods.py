@@ -25,7 +25,7 @@ from pathlib import Path, PurePosixPath
 from types import ModuleType
 from typing import Any, Literal
 
-from aligntax.config import METHOD_NAME, ConfigError, check, from_dict, load_section
+from aligntax.config import METHOD_NAME, PATH, ConfigError, check, check_value, from_dict, load_section, printable
 
 Kind = Literal["base", "trained", "fitted", "decoding"]
 
@@ -85,16 +85,19 @@ class Method:
 
 
 def check_inside(key: str, value: Any, example: str) -> None:
-    """A path from params must be a relative path that stays inside the repository."""
-    check(isinstance(value, str) and value.strip() != "", key, f"a relative path inside the repository, e.g. {example}")
+    """A path from params must be a relative path that stays inside the repository, in plain characters."""
+    check_value(isinstance(value, str) and value.strip() != "", key,
+                f"a relative path inside the repository, e.g. {example}", value)
     path = PurePosixPath(value)
     check(not path.is_absolute() and ".." not in path.parts and "\\" not in value, key,
           f"a relative path inside the repository, e.g. {example} (no '..', not absolute)")
+    check_value(PATH.fullmatch(value) is not None, key, f"a relative path of letters, digits and '_', '.', '-', '/' "
+                f"only, e.g. {example} (no space, quote, ';', '&', '$', backtick or line break)", value)
 
 
 def _check_name(key: str, name: Any) -> None:
-    check(isinstance(name, str) and METHOD_NAME.match(name) is not None, key,
-          "a name of lower-case letters, digits, '_' or '-'")
+    check_value(isinstance(name, str) and METHOD_NAME.fullmatch(name) is not None, key,
+                "a name of lower-case letters, digits, '_' or '-'", name)
 
 
 def load_methods(params: dict[str, Any]) -> dict[str, str]:
@@ -121,7 +124,8 @@ def load_kind(params: dict[str, Any], kind: str) -> dict[str, Any]:
         check_inside(f"{key}.module", entry.module, EXAMPLES[kind])
         check(entry.module.startswith("aligntax/") and entry.module.endswith(".py"), f"{key}.module",
               f"a .py file under aligntax/, e.g. {EXAMPLES[kind]}")
-        check(METHOD_NAME.match(entry.section) is not None, f"{key}.section", "a params section, e.g. train")
+        check_value(METHOD_NAME.fullmatch(entry.section) is not None, f"{key}.section", "a params section, e.g. train",
+                    entry.section)
         for extra in ("data", "model"):
             if hasattr(entry, extra):
                 check_inside(f"{key}.{extra}", getattr(entry, extra), "data/raw/train.parquet" if extra == "data"
@@ -137,7 +141,7 @@ def registry(params: dict[str, Any]) -> dict[str, Method]:
     for kind in ENTRIES:
         for name, entry in load_kind(params, kind).items():
             if name in out:
-                raise ConfigError(f"params.yaml: bad value for '{kind}.{name}'; allowed: a name in one list only "
+                raise ConfigError(f"params.yaml: bad value for '{kind}.{printable(name)}'; allowed: a name in one list only "
                                   f"('{name}' is also under '{out[name].kind}')")
             out[name] = Method(name, kind, methods.get(name), entry)
     for name, folder in methods.items():
@@ -150,7 +154,8 @@ def import_method(kind: str, name: str, entry: Any) -> ModuleType:
     """Import the module of a ``kind`` entry by its path (e.g. aligntax/train/sft.py) and check its contract."""
     path = Path(entry.module)
     if path.suffix != ".py" or path.is_absolute() or ".." in path.parts:
-        raise ConfigError(f"params.yaml: '{kind}.{name}.module' must be a relative path to a .py file, got {path}")
+        raise ConfigError(f"params.yaml: '{kind}.{printable(name)}.module' must be a relative path to a .py file, "
+                          f"got {printable(str(path))}")
     try:
         module = importlib.import_module(".".join(path.with_suffix("").parts))
     except ModuleNotFoundError as err:
@@ -180,7 +185,8 @@ def entry_of(params: dict[str, Any], kind: str, name: str) -> Any:
     """The entry of ``name`` under ``kind``, or one error naming the list and what it holds."""
     entries = load_kind(params, kind)
     if name not in entries:
-        raise ConfigError(f"params.yaml: no method '{name}' under '{kind}' (have: {', '.join(entries) or 'none'})")
+        raise ConfigError(f"params.yaml: no method '{printable(name)}' under '{kind}' "
+                          f"(have: {', '.join(entries) or 'none'})")
     return entries[name]
 
 

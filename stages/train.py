@@ -28,7 +28,7 @@ def main() -> None:
     p.add_argument("--checkpoints", help="checkpoint folder, train.save_steps (default: checkpoints/train_<method>)")
     args = p.parse_args()
     # A launcher stops the other processes with SIGTERM when one fails: exit through Python, so the
-    # DVCLive folder written so far is removed (core.removed_on_failure) and no partial output stays.
+    # staged DVCLive folder and half-saved checkpoints are removed (core.train_method) and no partial output stays.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     from aligntax.io import read_parquet, write_json
     from aligntax.methods import TrainedMethod, load_method

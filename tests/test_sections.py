@@ -60,7 +60,7 @@ def test_bad_params_fail_with_the_key(edit, message):
 
 def test_every_stage_waits_for_check_params():
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
-    assert stages["check-params"]["outs"] == [STAMP]
+    assert stages["check-params"]["outs"] == [{STAMP: {"persist": True}}]
     for name, stage in stages.items():
         if name == "check-params":
             continue

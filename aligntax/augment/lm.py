@@ -56,8 +56,8 @@ def load_lm(name: str | Path, base_dir: str | Path) -> tuple[PreTrainedModel, Pr
         model, tok = load_model(path), load_tokenizer(path, padding_side="left")
     else:
         try:
-            tok = AutoTokenizer.from_pretrained(name, padding_side="left")
-            model = AutoModelForCausalLM.from_pretrained(name)
+            tok = AutoTokenizer.from_pretrained(name, padding_side="left", trust_remote_code=False)
+            model = AutoModelForCausalLM.from_pretrained(name, trust_remote_code=False)
         except OSError as err:
             raise RuntimeError(
                 f"could not load LM '{name}' ({str(err).splitlines()[0]}); a hub id needs network "
