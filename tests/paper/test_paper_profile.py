@@ -115,10 +115,10 @@ def test_lora_adapters_reach_every_downstream_stage_merged(run):
         model = load_model(folder, dtype="float32").state_dict()
         moved = [k for k in saved if not model[k].equal(base[k])]
         assert moved, f"{method}: the merged LoRA weights equal the base's"
-        metrics = _json(run, f"metrics/train_{method}.json")
+        metrics = _json(run, f"metrics/train/{method}.json")
         assert 0 < metrics["trainable_parameters"] < sum(v.numel() for v in base.values())
     # dpo's reference is the base: with LoRA's B = 0 the policy starts as the base, so the first margin is 0
-    assert _json(run, "metrics/train_dpo.json")["rewards_margins_first"] == pytest.approx(0.0, abs=1e-6)
+    assert _json(run, "metrics/train/dpo.json")["rewards_margins_first"] == pytest.approx(0.0, abs=1e-6)
     for method in ("inlp", "sentence_debias"):  # fitted on models/sft: sft's merged weights are under them
         fitted = load_model(run.repo / "models" / method, dtype="float32").state_dict()
         sft = load_model(run.repo / "models" / "sft", dtype="float32").state_dict()

@@ -143,7 +143,7 @@ def test_two_processes_match_one_and_only_rank0_writes(tiny_llama_dir, tmp_path)
     assert _files(work / "checkpoints") == []  # the Trainer's output folder (rank 0 makes it), no checkpoint asked
     assert _files(work / "models" / "sft") == _files(ref / "model")
     assert _files(work / "dvclive" / "train_sft") == _files(ref / "live")
-    metrics = json.loads((work / "metrics" / "train_sft.json").read_text())
+    metrics = json.loads((work / "metrics" / "train" / "sft.json").read_text())
     assert metrics["steps"] == one["steps"] == 4  # 8 posts, global batch 2
 
     for key in ("loss", "ce"):  # the same curve: the logged means cover both processes' batches
@@ -171,7 +171,7 @@ def test_two_processes_on_cached_frozen_states_match_one_plain(tiny_llama_dir, t
     store = tmp_path / "store"
     run = _launch(_torchrun(2), ["-m", "stages.train"], work, tiny_llama_dir, ALIGNTAX_FROZEN_CACHE=str(store))
     assert run.returncode == 0, run.stderr[-3000:]
-    metrics = json.loads((work / "metrics" / "train_sft.json").read_text())
+    metrics = json.loads((work / "metrics" / "train" / "sft.json").read_text())
     assert metrics["frozen_cache"]["used"] and metrics["frozen_cache"]["computed"] == 16  # 8 prompts + 8 references
     assert len(list(store.rglob("*.safetensors"))) == 16
     two_curve, one_curve = _curve(work / "dvclive" / "train_sft", "loss"), _curve(ref / "live", "loss")

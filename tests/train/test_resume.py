@@ -108,7 +108,7 @@ def test_kill_9_mid_training_then_resume_same_params_equal_changed_params_fresh(
     run = subprocess.run(cmd, cwd=tmp_path, env=env | {"SLOW_STEP": "0"}, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     assert "resuming from" in run.stderr and "checkpoint-" in run.stderr
-    resumed = json.loads((tmp_path / "metrics" / "train_slow.json").read_text())
+    resumed = json.loads((tmp_path / "metrics" / "train" / "slow.json").read_text())
     assert resumed["resumed"] and resumed["steps"] == 16
 
     monkeypatch.syspath_prepend(str(tmp_path))  # the same method module, uninterrupted, in this process
