@@ -5,7 +5,8 @@
     python -m bench.repro --table         # no run: the phase table of this workspace's last run
 
 The fresh clone is what a new user gets after `git clone` (empty DVC cache, no models/): it shares
-this checkout's .venv through a symlink and is deleted afterwards unless --keep. A stage's wall time
+this checkout's .venv through a symlink, empty frozen-state stores in the temp folder, and is deleted
+afterwards unless --keep. A stage's wall time
 runs from its "Running stage" line to the next stage's (the last one ends with dvc): start-up and
 imports included. The phase table reads what each stage recorded in its metrics JSON,
 ``"seconds": {"total", <phase>...}`` (aligntax/timing.py), for every stage in dvc.lock. The 1-minute
@@ -31,10 +32,10 @@ ROOT = Path(__file__).resolve().parents[1]
 STAGE_LINE = re.compile(r"^Running stage '([^']+)'")
 
 
-def run_timed(cmd: list[str], cwd: Path, log_path: Path) -> tuple[list[tuple[str, float]], float, int]:
+def run_timed(cmd: list[str], cwd: Path, log_path: Path, **extra_env: str) -> tuple[list[tuple[str, float]], float, int]:
     """Run ``cmd``, tee its output to ``log_path``; (stage, seconds) in order, total seconds, exit code."""
     env = dict(os.environ, PATH=f"{ROOT / '.venv' / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
-               PYTHONUNBUFFERED="1")
+               PYTHONUNBUFFERED="1", **extra_env)
     starts: list[tuple[str, float]] = []
     t0 = time.perf_counter()
     with open(log_path, "w") as log, subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE,
@@ -103,6 +104,7 @@ def main() -> None:
         print_phases(stage_seconds(ROOT))
         return
 
+    stores: dict[str, str] = {}
     if args.in_place:
         workdir, tmp = ROOT, None
     else:
@@ -112,10 +114,12 @@ def main() -> None:
         (workdir / ".venv").symlink_to(ROOT / ".venv")
         head = subprocess.check_output(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], text=True).strip()
         print(f"fresh clone of {head} in {workdir}")
+        # A new user's frozen-state stores are empty too (aligntax/train/frozen.py, aligntax/evaluate/bottom.py).
+        stores = {"ALIGNTAX_FROZEN_CACHE": str(tmp / "frozen"), "ALIGNTAX_STATE_CACHE": str(tmp / "states")}
     log_path = Path(args.log or Path(tempfile.gettempdir()) / f"aligntax-repro-{time.strftime('%Y%m%d-%H%M%S')}.log")
     print(f"load average before: {os.getloadavg()[0]:.2f}; dvc output: {log_path}")
     try:
-        stages, total, code = run_timed(["dvc", "repro", *dvc_args], workdir, log_path)
+        stages, total, code = run_timed(["dvc", "repro", *dvc_args], workdir, log_path, **stores)
         phases = stage_seconds(workdir)
     finally:
         if tmp is not None and not args.keep:
