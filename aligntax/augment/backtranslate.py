@@ -71,7 +71,7 @@ class BacktranslateConfig:
     """Keep a paraphrase only if its meaning score against the reference is at least this."""
     lm_samples: int = 24
     """Paraphrases sampled from the LM for each post back-translation left without one (0 = no LM); each post
-    is sampled with its own seed. bench/lm_rescue.py prints how many such posts k samples rescue."""
+    is sampled with its own seed. docs/evidence.md: how many such posts k samples rescue."""
     lm_model: str = "base"
     """`base` (the prepared base model in models/base), a folder or a hub causal LM."""
     lm_temperature: float = 0.7

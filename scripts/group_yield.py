@@ -1,6 +1,6 @@
 """What the contrastive groups give training, without training: posts with a group, entity pooling.
 
-    python bench/group_yield.py [--raw data/raw/train.parquet] [--groups data/augment/train/groups.parquet]
+    python -m scripts.group_yield [--raw data/raw/train.parquet] [--groups data/augment/train/groups.parquet]
 
 Joins the groups with the train posts exactly as train@contrastive does (aligntax.train.groups)
 and encodes every post with the base tokenizer (aligntax.train.packing), then prints the share of
@@ -14,22 +14,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections import Counter
-from pathlib import Path
 
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from aligntax.config import load_section, read_params  # noqa: E402
-from aligntax.models import ModelConfig, load_tokenizer  # noqa: E402
-from aligntax.schema import ENTITY_KINDS  # noqa: E402
-from aligntax.train.contrastive import add_content_spans  # noqa: E402
-from aligntax.train.groups import build_posts  # noqa: E402
-from aligntax.train.loss import LossConfig, group_weight  # noqa: E402
-from aligntax.train.packing import encode  # noqa: E402
-from aligntax.train.trainer import TrainConfig  # noqa: E402
+from aligntax.config import load_section, read_params
+from aligntax.models import ModelConfig, load_tokenizer
+from aligntax.schema import ENTITY_KINDS
+from aligntax.train.contrastive import add_content_spans
+from aligntax.train.groups import build_posts
+from aligntax.train.loss import LossConfig, group_weight
+from aligntax.train.packing import encode
+from aligntax.train.trainer import TrainConfig
 
 
 def main() -> None:
