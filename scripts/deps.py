@@ -42,6 +42,7 @@ UNITS = ("aligntax/data", "aligntax/evaluate", "aligntax/report", "aligntax/scor
 per method or per augmentation stage (train, baselines, augment) stay listed file by file, so that
 editing one method re-runs only the heavy stages that import it."""
 ITEM_MODULE = "${item.module}"
+SECTIONS_MARK = "# the decoding methods' sections (params.yaml `decoding:`), written by make deps"
 STAMP = "data/params.ok"
 
 
@@ -155,18 +156,37 @@ def wanted(name: str, body: dict, params: dict, root: Path = ROOT) -> list[str]:
     return compress(stage_code(name, body, params, root), root)
 
 
+def method_sections(params: dict, kinds: tuple[str, ...]) -> list[str]:
+    """The params sections of every entry of the registry lists ``kinds`` (e.g. the decoding methods')."""
+    return [entry["section"] for kind in kinds for entry in (params.get(kind) or {}).values()]
+
+
 def render(text: str, params: dict, root: Path = ROOT) -> str:
     """dvc.yaml ``text`` with each stage's code deps replaced by ``wanted``: after data/params.ok, or
-    first when the stage has no such dependency."""
+    first when the stage has no such dependency; and the evaluate stage's params ending with the
+    decoding methods' sections (registry `decoding:`), so no method is named there by hand."""
     stages = yaml.safe_load(text)["stages"]
+    sections = method_sections(params, DYNAMIC["stages.evaluate"])
     out: list[str] = []
-    stage, in_deps, code = None, False, []
+    stage, in_deps, in_params, generated, code, indent = None, False, False, False, [], ""
     for line in text.splitlines(keepends=True):
         header = re.match(r"^  ([\w@-]+):\s*$", line)
         if header and header.group(1) in stages:
-            stage, in_deps = header.group(1), False
+            stage, in_deps, in_params = header.group(1), False, False
         item = re.match(r"^(\s*)- ([^\s#:]+)\s*(#.*)?$", line)
         deps = re.match(r"^(\s+)deps:\s*$", line)
+        evaluates = stage is not None and stage_script(stages[stage].get("do", stages[stage])) == "stages.evaluate"
+        block = re.match(r"^(\s+)params:\s*$", line)
+        if evaluates and block:
+            in_params, indent, generated = True, block.group(1), False
+        elif in_params and line.strip() == SECTIONS_MARK:
+            generated = True
+            continue
+        elif in_params and item and (generated or item.group(2) in sections):
+            continue
+        elif in_params and not item:
+            out.extend([f"{indent}  {SECTIONS_MARK}\n", *(f"{indent}  - {section}\n" for section in sections)])
+            in_params = False
         if stage and deps:
             in_deps = True
             out.append(line)

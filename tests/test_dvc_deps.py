@@ -59,3 +59,17 @@ def test_check_params_depends_on_the_whole_package():
     """Its stamp never changes, so depending on every module costs one cheap re-run and nothing after it."""
     stage = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["check-params"]
     assert stage["deps"] == ["stages/check_params.py", "aligntax"]
+
+
+def test_evaluate_params_follow_the_decoding_registry():
+    """The decoding methods' sections in evaluate's params come from params.yaml `decoding:`, not by hand:
+    a new decoding entry's section appears, a removed one goes."""
+    text = (ROOT / "dvc.yaml").read_text()
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    sections = [e["section"] for e in params["decoding"].values()]
+    assert sections and set(sections) <= set(yaml.safe_load(text)["stages"]["evaluate"]["do"]["params"])
+    params["decoding"]["toy"] = {"module": params["decoding"][next(iter(params["decoding"]))]["module"], "section": "toy"}
+    assert yaml.safe_load(render(text, params))["stages"]["evaluate"]["do"]["params"][-1] == "toy"
+    del params["decoding"]["toy"], params["decoding"][next(iter(params["decoding"]))]
+    rendered = yaml.safe_load(render(text, params))["stages"]["evaluate"]["do"]["params"]
+    assert sections[0] not in rendered and sections[1:] == rendered[-len(sections[1:]):]
