@@ -21,8 +21,10 @@ repro: install
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro
 	$(BIN)/dvc checkout --relink -q
 
+# Tests run in $(TEST_PROCS) processes (pytest-xdist; each test isolated in its own temp folder).
+TEST_PROCS ?= 2
 test: install
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q -n $(TEST_PROCS)
 
 # The paper profile (configs/profiles/paper.yaml): every stage and method through `dvc repro` on tiny
 # hub-shaped stand-ins, offline (tests/paper, docs/paper-profile.md); ~10 min on 2 cores, so not in `make test`.
