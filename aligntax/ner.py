@@ -1,12 +1,15 @@
 """Named-entity recognition shared by scoring, augmentation and evaluation.
 
 One small function per backend. ``load_ner(cfg)`` returns an ``Ner`` whose ``entities(texts)``
-gives, per text, the entities of the paper's types as character spans.
+gives, per text, the entities of the paper's types as character spans. ``hallucinated`` is the
+one rule for "an entity the post does not support": evaluation counts it in generated summaries
+(entity hallucination rate), augmentation keeps a sys_lowcon beam only when it has one.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -53,6 +56,22 @@ class NerConfig:
 
 class Ner(Protocol):
     def entities(self, texts: Sequence[str]) -> list[list[Entity]]: ...
+
+
+def entity_key(text: str) -> str:
+    """Lower-case words separated by single spaces (punctuation becomes a space): the matching key."""
+    return " ".join(re.findall(r"[^\W_]+", text.lower()))
+
+
+def hallucinated(entities: Sequence[Entity], post: str) -> list[Entity]:
+    """The entities whose key (``entity_key``, a leading "the" dropped) does not occur as whole words in ``post``."""
+    haystack = f" {entity_key(post)} "
+    out = []
+    for ent in entities:
+        name = re.sub(r"^the ", "", entity_key(ent.text))
+        if name and f" {name} " not in haystack:
+            out.append(ent)
+    return out
 
 
 class SpacyNer:

@@ -33,6 +33,8 @@ class ArtifactSchema:
     """Columns restricted to a fixed set of values."""
     unique: tuple[str, ...] = ()
     """Columns whose values must not repeat (ids)."""
+    key: tuple[str, ...] = ()
+    """Columns that identify a row together (e.g. post_id and text): no two rows may share all of them."""
     min_rows: int = 0
     """Fewest rows a valid file has (an empty input is an error, not an empty run)."""
 
@@ -63,6 +65,7 @@ CASED = ArtifactSchema(
     producer="truecase",
     schema=RAW.schema,
     required_text=("id",),
+    unique=("id",),
 )
 """data/cased/{train,eval}.parquet: the raw split with post and summary cased (same ids, same order)."""
 
@@ -89,6 +92,7 @@ PARAPHRASES = ArtifactSchema(
     ),
     required_text=("post_id", "text"),
     allowed={"kind": ("reference", "backtranslation", "lm_paraphrase")},
+    key=("post_id", "text"),  # backtranslate drops a paraphrase identical to the reference or another one
 )
 
 TOXIC = ArtifactSchema(
@@ -104,6 +108,7 @@ TOXIC = ArtifactSchema(
     ),
     required_text=("post_id", "text"),
     allowed={"kind": TOXIC_KINDS},
+    key=("post_id", "text"),  # toxify drops a repeated rewrite of a post
 )
 
 GROUPS = ArtifactSchema(
@@ -136,6 +141,7 @@ GENERATIONS = ArtifactSchema(
         ]
     ),
     required_text=("post_id", "method", "post"),
+    unique=("post_id",),
 )
 
 SCORES = ArtifactSchema(
@@ -165,6 +171,7 @@ SCORES = ArtifactSchema(
         ]
     ),
     required_text=("post_id", "method"),
+    unique=("post_id",),
     min_rows=1,
 )
 
@@ -204,6 +211,12 @@ def validate(df: pd.DataFrame, spec: ArtifactSchema, path: str | Path) -> None:
                 f"{path}: column '{name}' repeats {len(repeated)} value(s) (first {repeated.iloc[0]!r}); "
                 f"values must be unique; {fix}"
             )
+    if spec.key and len(df):
+        repeated = df[df.duplicated(list(spec.key))]
+        if len(repeated):
+            first = ", ".join(f"{k}={repeated[k].iloc[0]!r}"[:80] for k in spec.key)
+            raise SchemaError(f"{path}: {len(repeated)} row(s) repeat another row's {' + '.join(spec.key)} "
+                              f"(first {first}); each must be unique; {fix}")
     for name, values in spec.allowed.items():
         bad = ~df[name].isin(values)
         if bad.any():

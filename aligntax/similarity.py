@@ -24,7 +24,7 @@ class EmbeddingSimilarity:
 
         path = _resolve(name)
         try:
-            self.model = SentenceTransformer(path, device=device)
+            self.model = SentenceTransformer(path, device=device, trust_remote_code=False)
         except OSError as err:
             raise RuntimeError(
                 f"evaluate.patterns.embedder: could not load '{name}' ({str(err).splitlines()[0]}); "

@@ -1,11 +1,17 @@
 """Throughput of the three augmentation stages: prints posts/s per stage on the default params.
 
     python bench/augment.py [--posts 64] [--params params.yaml]
+    python bench/augment.py --sampling 4 [--samples 24]
 
 Runs backtranslate, toxify and entity-perturb on the first --posts train posts (needs
 data/cased/train.parquet, models/base and models/scorers: `dvc repro fit-scorers prepare-model`),
 writing into a temporary folder, and prints wall seconds and posts/s for each (model loading
-included, as in a stage run).
+included, as in a stage run) with the phases of its metrics' ``seconds``.
+
+``--sampling N``: the LM paraphraser's sampling alone on the first N train summaries, ``--samples``
+each: ``lm.sample_each`` (each prompt prefilled once, the shots once) against the plain path it
+replaced (``aligntax.generation.generate_ids`` on batches of ``lm_batch`` copies of the prompt),
+same prompts and settings, seconds of each.
 """
 
 from __future__ import annotations
@@ -33,8 +39,13 @@ def main() -> None:
     p.add_argument("--train", default="data/cased/train.parquet")
     p.add_argument("--base-model", default="models/base")
     p.add_argument("--scorers", default="models/scorers")
+    p.add_argument("--sampling", type=int, default=0, help="time LM sampling alone on this many summaries")
+    p.add_argument("--samples", type=int, default=24)
+    p.add_argument("--lm-batch", type=int, default=8, help="copies of a prompt per batch on the plain path")
     args = p.parse_args()
     params = read_params(args.params)
+    if args.sampling:
+        return sampling(args, load_section(params, "backtranslate", BacktranslateConfig))
     seed, scoring = load_seed(params), load_section(params, "scoring", ScoringConfig)
     ner_cfg = load_section(params, "ner", NerConfig)
     bt = load_section(params, "backtranslate", BacktranslateConfig)
@@ -68,11 +79,36 @@ def main() -> None:
         total = 0.0
         for name, run in runs.items():
             start = time.perf_counter()
-            run()
+            phases = run()["seconds"]
             seconds = time.perf_counter() - start
             total += seconds
-            print(f"{name:15s} {n} posts  {seconds:7.1f} s  {n / seconds:6.2f} posts/s")
+            print(f"{name:15s} {n} posts  {seconds:7.1f} s  {n / seconds:6.2f} posts/s  {phases}")
         print(f"{'all three':15s} {n} posts  {total:7.1f} s  {n / total:6.2f} posts/s")
+
+
+def sampling(args: argparse.Namespace, cfg: BacktranslateConfig) -> None:
+    """Seconds of the LM paraphraser's sampling: one prefill per prompt vs the plain batched path."""
+    import torch
+
+    from aligntax.augment import lm
+    from aligntax.augment.lm_paraphrase import SHOTS_TEXT, paraphrase_prompt
+    from aligntax.generation import generate_ids, truncate_text
+
+    model, tok = lm.load_lm(cfg.lm_model, args.base_model)
+    stop = lm.newline_ids(tok)
+    summaries = pd.read_parquet(args.train, columns=["summary"])["summary"].head(args.sampling)
+    prompts = [paraphrase_prompt(truncate_text(tok, s, cfg.lm_max_summary_tokens)) for s in summaries]
+    start = time.perf_counter()
+    lm.sample_each(model, tok, prompts, args.samples, list(range(len(prompts))), cfg.lm_max_new_tokens,
+                   cfg.lm_temperature, cfg.lm_top_p, stop, SHOTS_TEXT)
+    one = time.perf_counter() - start
+    start = time.perf_counter()
+    for i, prompt in enumerate(prompts):
+        generate_ids(model, tok, [prompt] * args.samples, cfg.lm_max_new_tokens, args.lm_batch, sample=True,
+                     temperature=cfg.lm_temperature, top_p=cfg.lm_top_p, seed=i, stop_ids=stop, longest_first=False)
+    plain = time.perf_counter() - start
+    print(f"{len(prompts)} prompts x {args.samples} samples, {torch.get_num_threads()} threads: "
+          f"sample_each {one:.1f} s, plain path {plain:.1f} s ({plain / one:.2f}x)")
 
 
 if __name__ == "__main__":

@@ -4,8 +4,10 @@
 
 Joins the groups with the train posts exactly as train@contrastive does (aligntax.train.groups)
 and encodes every post with the base tokenizer (aligntax.train.packing), then prints the share of
-posts with a valid group, the variants per kind, and what each variant of a group pools over:
-its entity tokens (CLIFF), its content words (`loss.pool_fallback: content`) or all its tokens.
+posts with a valid group, the variants per kind (in the file and as training keeps them after its
+`train.max_variants` cap), the entity negatives per post training keeps, and what each variant of a
+group pools over: its entity tokens (CLIFF), its content words (`loss.pool_fallback: content`) or
+all its tokens.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from aligntax.config import load_section, read_params  # noqa: E402
 from aligntax.models import ModelConfig, load_tokenizer  # noqa: E402
+from aligntax.schema import ENTITY_KINDS  # noqa: E402
 from aligntax.train.contrastive import add_content_spans  # noqa: E402
 from aligntax.train.groups import build_posts  # noqa: E402
 from aligntax.train.loss import LossConfig, group_weight  # noqa: E402
@@ -63,12 +66,28 @@ def main() -> None:
         "group_variants": n_var, "pooled": {k: dict(v) for k, v in pooled.items()},
         "pool_shares": {k: round(n / n_var, 4) for k, n in sorted(total.items())} if n_var else {},
         "rows_per_kind": dict(sorted(Counter(groups["kind"]).items())),
+        **_after_cap(posts, groups),
         # what loss.scale dynamic gives on these groups: compare with loss.static_weight
         "dynamic_w": {g: _weights([p.toxicity for p in posts if p.contrastive], float(g))
                       for g in args.gains.split(",")},
         "build_posts": counts,
     }
     print(json.dumps(out, indent=2))
+
+
+def _after_cap(posts: list, groups: pd.DataFrame) -> dict:
+    """Negatives per kind that training keeps, and its entity negatives per post (histogram, posts with >= 2)."""
+    kind_of = {(r.post_id, r.text.strip()): r.kind for r in groups.itertuples() if r.role == "negative"}
+    kinds: Counter = Counter()
+    per_post: Counter = Counter()
+    for post in posts:
+        if post.contrastive:
+            kept = [kind_of[(post.post_id, v.text)] for v in post.variants if not v.positive]
+            kinds.update(kept)
+            per_post[sum(k in ENTITY_KINDS for k in kept)] += 1
+    return {"train_negatives_per_kind": dict(sorted(kinds.items())),
+            "train_entity_negatives_per_post": {str(n): c for n, c in sorted(per_post.items())},
+            "train_posts_with_2_or_more_entity_negatives": sum(c for n, c in per_post.items() if n >= 2)}
 
 
 def _weights(toxicity: list[list[float]], gain: float) -> dict[str, float]:

@@ -62,7 +62,7 @@ def main() -> None:
     model, tok = lm.load_lm(cfg.lm_model, args.base)
     seeds = [chunk_seed(seed, "paraphrase", str(post_id)) for post_id in gaps["id"]]
     samples = lm_paraphrases((model, tok, lm.newline_ids(tok)), refs, args.max_samples, cfg.lm_max_summary_tokens,
-                             cfg.lm_max_new_tokens, cfg.lm_batch_size, seeds, cfg.lm_temperature, cfg.lm_top_p)
+                             cfg.lm_max_new_tokens, seeds, cfg.lm_temperature, cfg.lm_top_p)
     ner = load_ner(load_section(params, "ner", NerConfig))
     meaning = embedding_meaning() if cfg.meaning_filter == "embedding" else None
     for k in sorted({2, 4, 6, 8, 12, 16, args.max_samples} & set(range(1, args.max_samples + 1))):

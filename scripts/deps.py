@@ -103,18 +103,23 @@ def loaded_methods(body: dict, params: dict) -> list[str] | None:
     return None
 
 
+def stage_scripts(body: dict) -> list[str]:
+    """The `stages.<x>` modules a stage's command runs: the stage script last (after stages.launch, which starts it)."""
+    found = re.findall(r"-m (stages\.\w+)", body["cmd"])
+    if not found:
+        raise ValueError(f"command {body['cmd']!r} does not run a stages/ script")
+    return found
+
+
 def stage_script(body: dict) -> str:
     """The `stages.<x>` module a stage's command runs."""
-    match = re.search(r"-m (stages\.\w+)", body["cmd"])
-    if not match:
-        raise ValueError(f"command {body['cmd']!r} does not run a stages/ script")
-    return match.group(1)
+    return stage_scripts(body)[-1]
 
 
 def stage_code(name: str, body: dict, params: dict, root: Path = ROOT) -> set[str]:
     """Repository-relative files a stage's code is made of (its own method module excluded when templated)."""
     script = stage_script(body)
-    files = closure(script, root)
+    files = set().union(*(closure(s, root) for s in stage_scripts(body)))
     own = ITEM_MODULE in (body.get("deps") or [])
     for path in method_modules(params, DYNAMIC.get(script, ()), loaded_methods(body, params)):
         module = ".".join(Path(path).with_suffix("").parts)

@@ -5,8 +5,10 @@
 
 Compares (1) every stage output's md5 recorded in the two dvc.lock files, (2) reports/comparison.md
 line by line, (3) each metrics/**/*.json value by value, ignoring keys that are wall times
-(`seconds`, `*_seconds`, `*_per_s`, `runtime`). For a reproducibility check run `make repro` in a
-fresh clone (`python -m bench.repro --keep`) and point this at it.
+(any key under `seconds`, `*_seconds`, `*_per_s`, `runtime`) and the frozen-state stores' traffic
+(what a store already held when the stage ran: `frozen_cache` / `shared_bottom` counters). For a
+reproducibility check run `make repro` in a fresh clone (`python -m bench.repro --keep`) and point
+this at it.
 """
 
 from __future__ import annotations
@@ -20,6 +22,13 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMING = ("seconds", "runtime", "_per_s", "samples_per_second", "steps_per_second", "flos")
+STORE = ("frozen_cache.computed", "frozen_cache.from_disk", "frozen_cache.bad_entries", "shared_bottom.")
+"""Keys (prefixes) that count a store's hits and misses: they depend on what earlier runs left in it."""
+
+
+def ignored(key: str) -> bool:
+    """A wall time (in any part of the dotted key) or a store counter."""
+    return any(t in part for part in key.split(".") for t in TIMING) or key.startswith(STORE)
 
 
 def lock_outs(root: Path) -> dict[str, str]:
@@ -46,7 +55,7 @@ def metric_diffs(a: Path, b: Path) -> list[str]:
             continue
         fa, fb = flat(json.loads(path.read_text())), flat(json.loads(other.read_text()))
         for key in sorted(set(fa) | set(fb)):
-            if any(t in key.rsplit(".", 1)[-1] for t in TIMING):
+            if ignored(key):
                 continue
             if fa.get(key) != fb.get(key):
                 out.append(f"{rel}: {key}: {fa.get(key)!r} vs {fb.get(key)!r}")

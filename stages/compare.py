@@ -4,7 +4,6 @@ The report holds the generation metrics (Δ vs the reference with CIs and MDEs),
 preference table and a header naming the scorers and their validated ROC-AUCs.
 """
 
-import json
 import os
 from pathlib import Path
 
@@ -36,7 +35,7 @@ def main() -> None:
         load_inputs,
         tradeoff_points,
     )
-    from aligntax.report.render import instruments, markdown, tradeoff_png
+    from aligntax.report.render import instruments, markdown, read_scorers, tradeoff_png
     from aligntax.scoring import ScoringConfig
     from aligntax.timing import Timer
 
@@ -51,7 +50,7 @@ def main() -> None:
         path = Path(args.scorers_metrics)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: scorer validation not found; run `dvc repro validate-scorers`")
-        header = instruments(json.loads(path.read_text()), scoring.toxicity.backend, scoring.faithfulness.backend)
+        header = instruments(read_scorers(path), scoring.toxicity.backend, scoring.faithfulness.backend)
     with timer.phase("read"):
         metrics, scores, prefs = load_inputs(methods, args.metrics_dir, args.eval_dir)
     seed = load_seed(params)

@@ -23,7 +23,7 @@ log = logging.getLogger("stages.evaluate")
 def main() -> None:
     p = cli.parser(__doc__)
     p.add_argument("--method", required=True, help="method name (names the output files)")
-    p.add_argument("--model", required=True, help="the method's model folder, e.g. models/sft")
+    p.add_argument("--model", default=None, help="the method's model folder (default: its folder under `methods:`)")
     p.add_argument("--eval", default="data/raw/eval.parquet", help="eval posts (the first evaluate.n_posts are summarized)")
     p.add_argument("--groups", default=None,
                    help="groups of the eval posts (data/augment/eval/groups.parquet); omit to skip preferences")
@@ -47,6 +47,7 @@ def main() -> None:
         from aligntax.evaluate import run
         from aligntax.evaluate.preference import LIKELIHOODS, PREFERENCES, likelihood_means
         from aligntax.io import read_parquet, write_json, write_parquet
+        from aligntax.methods import load_methods
         from aligntax.models import ModelConfig, load_tokenizer
         from aligntax.ner import NerConfig
         from aligntax.schema import GENERATIONS, GROUPS, RAW, SCORES
@@ -54,6 +55,12 @@ def main() -> None:
 
     method = run.check_method(args.method)
     params = read_params(args.params)
+    if args.model is None:
+        folders = load_methods(params)
+        if method not in folders:
+            raise ValueError(f"params.yaml: no method '{method}' under 'methods' (have: {', '.join(folders)}); "
+                             "add it there or pass --model")
+        args.model = folders[method]
     cfg = load_section(params, "evaluate", run.EvaluateConfig)
     template = load_section(params, "model", ModelConfig).prompt_template
     seed = load_seed(params)

@@ -1,7 +1,7 @@
 """DVC stage `train@<method>`: train one method listed under `trained:` in params.yaml.
 
 Reads models/base and the train posts (plus data/augment/train/groups.parquet for the methods that
-learn from negatives); writes models/<method>, metrics/train_<method>.json and DVCLive curves.
+learn from negatives); writes models/<method>, metrics/train/<method>.json and DVCLive curves.
 The training itself is aligntax.train.core.train_method; the method's module holds what differs.
 `train-seed@<method>-<seed>` runs it with `--seed` and its own output paths (an extra training seed).
 
@@ -24,14 +24,14 @@ def main() -> None:
     p.add_argument("--groups", default="data/augment/train/groups.parquet",
                    help="entity-perturb output; read only by methods that learn from negatives")
     p.add_argument("--out", help="model folder (default: models/<method>)")
-    p.add_argument("--metrics", help="metrics JSON (default: metrics/train_<method>.json)")
+    p.add_argument("--metrics", help="metrics JSON (default: metrics/train/<method>.json)")
     p.add_argument("--live-dir", help="DVCLive training curves (default: dvclive/train_<method>)")
     p.add_argument("--checkpoints", help="checkpoint folder, train.save_steps (default: checkpoints/train_<method>)")
     p.add_argument("--seed", type=int, default=None,
                    help="training seed of an extra run (params.yaml `seeds.extra`); default train.seed, else `seed`")
     args = p.parse_args()
     # A launcher stops the other processes with SIGTERM when one fails: exit through Python, so the
-    # DVCLive folder written so far is removed (core.removed_on_failure) and no partial output stays.
+    # staged DVCLive folder and half-saved checkpoints are removed (core.train_method) and no partial output stays.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     from aligntax.io import read_parquet, write_json
     from aligntax.methods import TrainedMethod, load_method
@@ -66,7 +66,7 @@ def main() -> None:
     )
     metrics = train_method(method, cfg, inputs)
     if metrics is not None:  # None on the processes other than the main one: they write nothing
-        write_json({"method": args.method, **metrics}, args.metrics or f"metrics/train_{args.method}.json")
+        write_json({"method": args.method, **metrics}, args.metrics or f"metrics/train/{args.method}.json")
 
 
 if __name__ == "__main__":

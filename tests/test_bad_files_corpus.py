@@ -1,14 +1,17 @@
 """The bad-file corpus (tests/bad_inputs/files.tsv): each corrupt input ends its stage in one message.
 
 Per stage a good workspace holds tiny valid inputs and stand-in previous outputs. A case copies it,
-corrupts one input, runs the stage's entry point (``cli.run(stage.main)`` with the stage's
-arguments) and checks: exit code 1, one ``error:`` line with the expected fragment and no
-traceback, every previous output byte-for-byte unchanged, and no new file written.
+corrupts one input (or makes one write fail: ``enospc`` fills part of the file, then the disk is
+full), runs the stage's entry point (``cli.run(stage.main)`` with the stage's arguments) and checks:
+exit code 1, one ``error:`` line with the expected fragment and no traceback, every previous output
+byte-for-byte unchanged, and no new file written (resume caches aside: the chunks of
+data/augment/.work and the checkpoint folder, which are reused only when their content verifies).
 """
 
 from __future__ import annotations
 
 import copy
+import errno
 import hashlib
 import importlib
 import json
@@ -21,9 +24,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
+import torch
 import yaml
+from matplotlib.figure import Figure
+from safetensors.numpy import load_file, save_file
 
+import aligntax.models
 from aligntax import cli
 from aligntax.config import read_params
 from aligntax.schema import SCORES
@@ -75,6 +83,10 @@ STAGES: dict[str, tuple[str, list[str], list[str]]] = {
                             "metrics/tradeoff.json", "--metrics", "metrics/compare.json"],
                 ["reports/comparison.md", "reports/tradeoff.png", "metrics/tradeoff.json", "metrics/compare.json"]),
 }
+STAGES["compare-header"] = ("compare", [*STAGES["compare"][1], "--scorers-metrics", "metrics/scorers.json"],
+                            STAGES["compare"][2])
+CACHES = ("data/augment/.work/", "checkpoints/")
+"""Resume caches, not outputs: a failed run may leave its finished (verified) chunks and checkpoints there."""
 
 
 def _cases() -> list[tuple[str, str, str, str]]:
@@ -135,8 +147,69 @@ def _corrupt(path: Path, corruption: str) -> None:
             _frame(path, lambda df: df.assign(post=1.0))
     elif corruption == "zero_rows":
         _frame(path, lambda df: df.iloc[:0])
-    else:
+    elif corruption == "invalid_utf8":
+        lines = path.read_bytes().splitlines(keepends=True)
+        lines[min(1, len(lines) - 1)] = b"\xe9\xff" + lines[min(1, len(lines) - 1)]
+        path.write_bytes(b"".join(lines))
+    elif corruption == "json_list":
+        path.write_text(json.dumps([json.loads(path.read_text())]))
+    elif corruption.startswith("drop:"):
+        data = json.loads(path.read_text())
+        *parents, last = corruption.removeprefix("drop:").split(".")
+        part = data
+        for k in parents:
+            part = part[k]
+        del part[last]
+        path.write_text(json.dumps(data))
+    elif corruption.startswith("drop_tensor:"):
+        tensors = load_file(path)
+        del tensors[corruption.removeprefix("drop_tensor:")]
+        save_file(tensors, path)
+    elif corruption == "duplicate_row":
+        _frame(path, lambda df: pd.concat([df, df.iloc[:1]], ignore_index=True))
+    elif corruption == "duplicate_post_id":
+        _frame(path, lambda df: df.assign(post_id=[df["post_id"][0], *df["post_id"][:-1]]))
+    elif corruption == "auto_map":  # a model with custom code: transformers would ask "run custom code? [y/N]"
+        config = json.loads(path.read_text())
+        config |= {"model_type": "aligntax-custom", "auto_map": {"AutoConfig": "configuration_x.XConfig",
+                                                                  "AutoModelForCausalLM": "modeling_x.XModel"}}
+        path.write_text(json.dumps(config))
+    elif corruption != "enospc":  # enospc: a write fails (``_disk_full``), the file itself is not touched
         raise ValueError(f"files.tsv: unknown corruption '{corruption}'")
+
+
+def _disk_full(monkeypatch, target: Path) -> None:
+    """Every write into ``target`` (its temporary file or folder, or a file inside it) writes a few bytes,
+    then fails like a full disk: OSError ENOSPC naming no file, as a failing write() does."""
+    target = target.absolute()
+
+    def hits(dest) -> bool:
+        dest = Path(dest).absolute()
+        return dest == target or target in dest.parents or any(
+            p.parent == target.parent and p.name.startswith(f".{target.name}.") for p in (dest, *dest.parents))
+
+    def wrap(original):
+        def write(obj, dest, *args, **kwargs):
+            where = dest if isinstance(dest, (str, Path)) else getattr(obj, "where", None)
+            if where is not None and hits(where):
+                Path(where).write_bytes(b"PAR1" * 16) if Path(where).parent.is_dir() else None
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return original(obj, dest, *args, **kwargs)
+        return write
+
+    def write_text(self, data, *args, **kwargs):
+        if hits(self):
+            original_write_text(self, data[: len(data) // 2], *args, **kwargs)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return original_write_text(self, data, *args, **kwargs)
+
+    original_write_text = Path.write_text
+    monkeypatch.setattr(Path, "write_text", write_text)
+    monkeypatch.setattr(pq, "write_table", wrap(pq.write_table))
+    monkeypatch.setattr(pq.ParquetWriter, "write_table", wrap(pq.ParquetWriter.write_table))
+    monkeypatch.setattr(torch, "save", wrap(torch.save))
+    monkeypatch.setattr(aligntax.models, "save_file", wrap(aligntax.models.save_file))
+    monkeypatch.setattr(Figure, "savefig", wrap(Figure.savefig))
 
 
 # --- good workspaces -------------------------------------------------------------------------
@@ -147,6 +220,7 @@ def _params() -> dict:
     params["toxify"] |= {"strategies": ["lexicon"], "chunk_size": 2}
     params["backtranslate"] |= {"meaning_filter": "none"}
     params["evaluate"] |= {"n_posts": 2}
+    params["train"] |= {"grad_accum": 1, "save_steps": 2, "logging_steps": 2}  # 4 steps, a checkpoint every 2
     params["scoring"]["faithfulness"] |= {"backend": "overlap"}  # the toxicity head is the one fitted here
     params["methods"] = {"sft": "models/sft", "contrastive": "models/contrastive"}
     return params
@@ -156,6 +230,14 @@ def _scores(method: str) -> pd.DataFrame:
     values = {f.name: ([0.1, 0.2] if pa.types.is_floating(f.type) else [3, 4] if pa.types.is_integer(f.type)
                        else [False, True] if pa.types.is_boolean(f.type) else ["a", "b"]) for f in SCORES.schema}
     return pd.DataFrame(values | {"method": method})
+
+
+def _preferences(method: str) -> pd.DataFrame:
+    rows = [{"post_id": post, "method": method, "axis": axis, "kind": kind, "good": "reference",
+             "margin_sum": m, "margin_mean": m / 4, "margin": m, "preferred": m > 0}
+            for post, shift in (("a", 0.0), ("b", 0.5), ("c", -0.2))
+            for axis, kind, m in (("entity", "swap_ent", 1.0 + shift), ("toxic", "toxic_lexicon", 0.3 - shift))]
+    return pd.DataFrame(rows)
 
 
 def _toxicity_head(folder: Path) -> None:
@@ -178,11 +260,14 @@ def workspace(tiny_llama_dir, tmp_path_factory) -> Path:
         df.to_parquet(ws / path, index=False)
     shutil.copytree(tiny_llama_dir, ws / "models" / "base")
     _toxicity_head(ws / "models" / "scorers")
+    (ws / "metrics").mkdir(parents=True, exist_ok=True)
+    shutil.copy(ROOT / "metrics" / "scorers.json", ws / "metrics" / "scorers.json")
     for method in ("sft", "contrastive"):
         (ws / "metrics" / "evaluate").mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / "metrics" / "evaluate" / f"{method}.json", ws / "metrics" / "evaluate" / f"{method}.json")
         (ws / "data" / "eval" / method).mkdir(parents=True, exist_ok=True)
         _scores(method).to_parquet(ws / "data" / "eval" / method / "scores.parquet", index=False)
+        _preferences(method).to_parquet(ws / "data" / "eval" / method / "preferences.parquet", index=False)
     for _, _, outputs in STAGES.values():
         for out in outputs:
             if not (ws / out).exists():
@@ -193,8 +278,9 @@ def workspace(tiny_llama_dir, tmp_path_factory) -> Path:
 
 
 def _md5s(folder: Path) -> dict[str, str]:
-    return {p.relative_to(folder).as_posix(): hashlib.md5(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file() and "__pycache__" not in p.parts}
+    files = (p for p in sorted(folder.rglob("*")) if p.is_file() and "__pycache__" not in p.parts)
+    return {rel: hashlib.md5((folder / rel).read_bytes()).hexdigest()
+            for rel in (p.relative_to(folder).as_posix() for p in files) if not rel.startswith(CACHES)}
 
 
 @pytest.mark.parametrize("stage, target, corruption, expected", _cases(), ids=lambda x: str(x)[:30])
@@ -206,6 +292,8 @@ def test_bad_file_ends_in_its_message_and_keeps_outputs(workspace, tmp_path, mon
     _corrupt(ws / target, corruption)
     before = _md5s(ws)
     monkeypatch.chdir(ws)
+    if corruption == "enospc":
+        _disk_full(monkeypatch, ws / target)
     monkeypatch.setattr(sys, "argv", [f"stages.{module}", *args])
     main = importlib.import_module(f"stages.{module}").main
     with pytest.raises(SystemExit) as exit_:
@@ -217,6 +305,7 @@ def test_bad_file_ends_in_its_message_and_keeps_outputs(workspace, tmp_path, mon
     errors = re.findall(r"error: [^\r\n]*", err)  # tqdm may share its line
     assert exit_.value.code == 1 and len(errors) == 1, err[-2000:]
     assert expected in errors[0] and "Traceback" not in err, errors[0]
+    assert "[y/N]" not in err  # no prompt, ever
     after = _md5s(ws)
     assert {o: after.get(o) for o in outputs} == {o: before.get(o) for o in outputs}  # previous outputs kept
     assert after == before  # nothing partial or new written (the corrupted input itself is untouched too)
@@ -224,5 +313,5 @@ def test_bad_file_ends_in_its_message_and_keeps_outputs(workspace, tmp_path, mon
 
 def test_the_corpus_is_large_and_covers_the_stages():
     cases = _cases()
-    assert len(cases) >= 15 and len(set(cases)) == len(cases)
+    assert len(cases) >= 50 and len(set(cases)) == len(cases)
     assert {stage for stage, *_ in cases} == set(STAGES)

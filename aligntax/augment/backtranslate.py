@@ -32,6 +32,7 @@ from aligntax.ner import Ner
 from aligntax.schema import PARAPHRASES
 from aligntax.similarity import EmbeddingSimilarity
 from aligntax.text import sentence_spans
+from aligntax.timing import Timer
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +82,8 @@ class BacktranslateConfig:
     """Tokens sampled at most per LM paraphrase; sampling also stops at the first line break."""
     lm_max_summary_tokens: int = 96
     """Summaries longer than this are cut (in LM tokens) inside the LM prompt."""
-    lm_batch_size: int = 8
-    """Prompts per LM generate call."""
+    lm_batch_size: int = 1
+    """Posts whose LM samples decode together (each prompt prefilled once, its samples seeded per post)."""
     chunk_size: int = 64
     """Posts per resumable chunk."""
 
@@ -267,13 +268,17 @@ def cheap_reason(reference: str, candidate: str, entities, seen: set[str]) -> st
 def filter_candidates(
     refs: Sequence[str], flat: Sequence[tuple[int, str, str, str]], cfg: BacktranslateConfig, ner: Ner,
     meaning: Meaning | None, seen: list[set[str]], kept: Counter, reasons: dict[str, Counter],
+    timer: Timer | None = None,
 ) -> list[tuple[int, str, str, str, float]]:
     """The candidates ``(post index, kind, source, text)`` that pass every filter, with their meaning score.
 
     ``seen`` (normalised texts per post), ``kept`` (paraphrases per post) and ``reasons`` (drops per
-    kind) carry over between calls, so a second paraphraser sees the first one's results.
+    kind) carry over between calls, so a second paraphraser sees the first one's results; ``timer``
+    gets the phases ner and score.
     """
-    ents = ner.entities([t for *_, t in flat])
+    timer = timer or Timer()
+    with timer.phase("ner"):
+        ents = ner.entities([t for *_, t in flat])
     survivors = []
     for (i, kind, source, text), e in zip(flat, ents, strict=True):
         reason = cheap_reason(refs[i], text, e, seen[i])
@@ -284,7 +289,8 @@ def filter_candidates(
             survivors.append((i, kind, source, text))
     scores = np.full(len(survivors), np.nan)
     if meaning is not None and survivors:
-        scores = np.asarray(meaning([refs[i] for i, *_ in survivors], [t for *_, t in survivors]), dtype=float)
+        with timer.phase("score"):
+            scores = np.asarray(meaning([refs[i] for i, *_ in survivors], [t for *_, t in survivors]), dtype=float)
     out = []
     for (i, kind, source, text), score in zip(survivors, scores, strict=True):
         if meaning is not None and score < cfg.min_meaning:
@@ -300,12 +306,15 @@ def filter_candidates(
 def paraphrase_chunk(
     posts: pd.DataFrame, cfg: BacktranslateConfig, engine: Engine, ner: Ner, meaning: Meaning | None,
     paraphraser: Callable[[Sequence[str], Sequence[str]], list[list[str]]] | None = None,
+    timer: Timer | None = None,
 ) -> tuple[pd.DataFrame, dict]:
     """Reference + kept paraphrase rows (PARAPHRASES) for a chunk of raw posts, and its row accounting.
 
     ``paraphraser`` ((post ids, summaries) -> candidates each) runs on the posts that back-translation left
-    without a paraphrase (the LM paraphraser: slower, so it only fills gaps).
+    without a paraphrase (the LM paraphraser: slower, so it only fills gaps). ``timer`` gets the phases
+    translate, ner, score and sample.
     """
+    timer = timer or Timer()
     dropped_posts: Counter = Counter()
     ok = []
     for row in posts.itertuples(index=False):
@@ -318,10 +327,11 @@ def paraphrase_chunk(
     flat: list[tuple[int, str, str, str]] = []
     for pivot in cfg.pivots:
         for form in cfg.inputs:
-            if form == "sentences":
-                outs = round_trip_sentences(engine, refs, pivot)
-            else:
-                outs = round_trip(engine, [source_form(r, form) for r in refs], pivot, cfg.per_pivot)
+            with timer.phase("translate"):
+                if form == "sentences":
+                    outs = round_trip_sentences(engine, refs, pivot)
+                else:
+                    outs = round_trip(engine, [source_form(r, form) for r in refs], pivot, cfg.per_pivot)
             for i, texts in enumerate(outs):
                 flat.extend((i, "backtranslation", pivot, match_case(refs[i], t)) for t in texts)
     seen: list[set[str]] = [set() for _ in ok]
@@ -329,14 +339,15 @@ def paraphrase_chunk(
     reasons: dict[str, Counter] = {}
     generated = Counter(kind for _, kind, _, _ in flat)
     rows = [(r.id, "reference", "", refs[i], np.nan) for i, r in enumerate(ok)]
-    passed = filter_candidates(refs, flat, cfg, ner, meaning, seen, kept, reasons)
+    passed = filter_candidates(refs, flat, cfg, ner, meaning, seen, kept, reasons, timer)
     if paraphraser is not None:
         gaps = [i for i in range(len(ok)) if kept[i] == 0]
+        with timer.phase("sample"):
+            samples = paraphraser([ok[i].id for i in gaps], [refs[i] for i in gaps])
         more = [(i, "lm_paraphrase", "lm", match_case(refs[i], t))
-                for i, texts in zip(gaps, paraphraser([ok[i].id for i in gaps], [refs[i] for i in gaps]), strict=True)
-                for t in texts]
+                for i, texts in zip(gaps, samples, strict=True) for t in texts]
         generated.update(kind for _, kind, _, _ in more)
-        passed += filter_candidates(refs, more, cfg, ner, meaning, seen, kept, reasons)
+        passed += filter_candidates(refs, more, cfg, ner, meaning, seen, kept, reasons, timer)
     rows += [(ok[i].id, kind, source, text, score) for i, kind, source, text, score in passed]
     order = {r.id: k for k, r in enumerate(ok)}
     rows.sort(key=lambda x: (order[x[0]], x[1] != "reference"))
@@ -370,24 +381,28 @@ def run_backtranslate(
     *,
     input_dirs: Sequence[str] = (),
 ) -> dict | None:
-    """The backtranslate stage over ``train`` (chunked, resumable); its metrics (None on processes other than the main one)."""
+    """The backtranslate stage over ``train`` (chunked, resumable); its metrics (None on processes other than the main
+    one), with this process's ``seconds`` (total, load, translate, ner, score, sample)."""
 
     loaded: dict = {}
+    timer = Timer()
 
     def process(chunk: pd.DataFrame, index: int) -> tuple[pd.DataFrame, dict]:
         if not loaded:
-            loaded.update(engine=load_engine(cfg), ner=ner_factory(),
-                          meaning=meaning_factory() if meaning_factory else None, generator=None)
-            if cfg.lm_samples:
-                model, tok = lm.load_lm(cfg.lm_model, base_dir)
-                loaded["generator"] = (model, tok, lm.newline_ids(tok))
+            with timer.phase("load"):
+                loaded.update(engine=load_engine(cfg), ner=ner_factory(),
+                              meaning=meaning_factory() if meaning_factory else None, generator=None)
+                if cfg.lm_samples:
+                    model, tok = lm.load_lm(cfg.lm_model, base_dir)
+                    loaded["generator"] = (model, tok, lm.newline_ids(tok))
         paraphraser = None
         if loaded["generator"] is not None:
             def paraphraser(post_ids, summaries):
                 seeds = [chunk_seed(seed, "paraphrase", str(post_id)) for post_id in post_ids]
                 return lm_paraphrases(loaded["generator"], summaries, cfg.lm_samples, cfg.lm_max_summary_tokens,
-                                      cfg.lm_max_new_tokens, cfg.lm_batch_size, seeds, cfg.lm_temperature, cfg.lm_top_p)
-        return paraphrase_chunk(chunk, cfg, loaded["engine"], loaded["ner"], loaded["meaning"], paraphraser)
+                                      cfg.lm_max_new_tokens, seeds, cfg.lm_temperature, cfg.lm_top_p,
+                                      cfg.lm_batch_size)
+        return paraphrase_chunk(chunk, cfg, loaded["engine"], loaded["ner"], loaded["meaning"], paraphraser, timer)
 
     # input_dirs (the scorer folder): a changed one never reuses old chunks
     inputs = [*(lm.lm_folders(cfg.lm_model, base_dir) if cfg.lm_samples else []), *input_dirs]
@@ -399,4 +414,5 @@ def run_backtranslate(
         cands["kept_share"] = round(cands["kept"] / cands["generated"], 4) if cands["generated"] else 0.0
     counts["config"] = {"engine": cfg.engine, "pivots": cfg.pivots, "inputs": cfg.inputs, "meaning_filter": cfg.meaning_filter,
                         "min_meaning": cfg.min_meaning, "lm_samples": cfg.lm_samples}
+    counts["seconds"] = timer.seconds()
     return counts

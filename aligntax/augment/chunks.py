@@ -2,10 +2,12 @@
 
 A stage streams its input parquet in chunks of ``chunk_size`` posts. Each finished chunk is
 written (atomically) to ``<work_dir>/<fingerprint>/chunk-NNNNN.parquet`` with its row accounting
-beside it as JSON; the fingerprint hashes the stage, its params and its input files, so a change
-of any of them never reuses stale chunks. A killed run re-run with the same inputs skips the
-finished chunks. When every chunk exists, they are concatenated (one row group each) into the
-output and the work folder is removed.
+beside it as JSON, written last, which also records the sha256 of the chunk's bytes; the
+fingerprint hashes the stage, its params and its input files, so a change of any of them never
+reuses stale chunks. A killed run re-run with the same inputs reuses the finished chunks whose
+bytes still match their recorded hash; a chunk that does not (truncated, edited) is deleted and
+redone, with one log line. When every chunk is done, they are concatenated (one row group each)
+into the output and the work folder is removed.
 
 Processes: under a multi-process launcher (``torchrun --nproc_per_node N -m stages.toxify``, or
 ``accelerate launch``; aligntax/distributed.py) process K of N does the chunks with
@@ -93,9 +95,20 @@ def _same_kind(want: pa.DataType, got: pa.DataType) -> bool:
     return True
 
 
+def check_keys(path: str | Path, spec: ArtifactSchema) -> None:
+    """The ids of ``spec`` (``unique`` columns, ``key``) repeat nowhere in the file, not only within a chunk;
+    only those columns are read."""
+    columns = sorted({*spec.unique, *spec.key})
+    if columns:
+        validate(pq.read_table(path, columns=columns).to_pandas(),
+                 dataclasses.replace(spec, schema=pa.schema([spec.schema.field(c) for c in columns]),
+                                     required_text=(), allowed={}, min_rows=0), path)
+
+
 def iter_chunks(path: str | Path, spec: ArtifactSchema, chunk_size: int) -> Iterator[pd.DataFrame]:
     """Stream ``path`` in validated pandas chunks of ``chunk_size`` rows (columns of ``spec`` only)."""
     check_columns(path, spec)
+    check_keys(path, spec)
     reader = pq.ParquetFile(path)
     for batch in reader.iter_batches(batch_size=chunk_size, columns=spec.columns):
         df = batch.to_pandas()
@@ -176,20 +189,21 @@ def run_chunked(
     work.mkdir(parents=True, exist_ok=True)
     n_chunks = max(1, -(-n_rows // chunk_size))
     paths = [work / f"chunk-{i:05d}.parquet" for i in range(n_chunks)]
-    reused = [i for i, p in enumerate(paths) if _finished(p)]
+    world, rank = distributed.world_size(), distributed.rank()
+    # each process checks (and drops) only its own chunks, so no two delete the same file
+    reused = {i for i, p in enumerate(paths) if i % world == rank and _reusable(p, desc)}
     if reused:
         log.info("%s: resuming: reusing %d of %d finished chunks in %s", desc, len(reused), n_chunks, work)
-    world, rank = distributed.world_size(), distributed.rank()
     bar = tqdm(total=n_rows, desc=desc, unit="post")
     for index, chunk in enumerate(chunks):
         done = paths[index]
-        if index % world != rank or _finished(done):
+        if index % world != rank or index in reused:
             if skip:
                 skip(chunk, index)
         else:
             rows, counts = process(chunk, index)
             write_parquet(rows, done, spec)
-            write_json(counts, done.with_suffix(".json"))
+            write_json({"sha256": _sha256(done), "counts": counts}, done.with_suffix(".json"))
         bar.update(len(chunk))
     bar.close()
     if finish:
@@ -197,22 +211,57 @@ def run_chunked(
     distributed.barrier()
     if not distributed.is_main():
         return None
-    missing = [p for p in paths if not _finished(p)]
+    missing = [p for p in paths if _record(p) is None]
     if missing:
         raise RuntimeError(f"{missing[0]}: chunk missing after every process finished ({len(missing)} of {n_chunks}); "
                            f"the processes must share {work.parent} (one filesystem); re-run the stage to redo them")
     counts: dict = {}
     with atomic_path(out_path) as tmp, pq.ParquetWriter(tmp, spec.schema) as writer:
         for p in paths:
+            record = _record(p)
+            if record is None or _sha256(p) != record["sha256"]:
+                raise RuntimeError(f"{p}: chunk changed on disk while the stage ran (its bytes no longer match the "
+                                   "hash recorded when it was written); re-run the stage to redo it")
             writer.write_table(pq.read_table(p, schema=spec.schema))
-            add_counts(counts, json.loads(p.with_suffix(".json").read_text()))
+            add_counts(counts, record["counts"])
     shutil.rmtree(work, ignore_errors=True)
     return counts
 
 
-def _finished(chunk: Path) -> bool:
-    """A chunk counts as done once its rows and its counts are both written (each atomically)."""
-    return chunk.is_file() and chunk.with_suffix(".json").is_file()
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _record(chunk: Path) -> dict | None:
+    """The chunk's record (written last, atomically: its rows' sha256 and their counts), None when there is none."""
+    try:
+        record = json.loads(chunk.with_suffix(".json").read_text())
+    except (OSError, ValueError):
+        return None
+    valid = isinstance(record, dict) and isinstance(record.get("sha256"), str) and isinstance(record.get("counts"), dict)
+    return record if valid and chunk.is_file() else None
+
+
+def _reusable(chunk: Path, desc: str) -> bool:
+    """Whether a chunk of an earlier run can be reused: its record exists and its bytes match the recorded hash.
+
+    A chunk that does not (truncated or edited after it was written, or its record lost) is deleted
+    with one log line, so it is redone.
+    """
+    if not chunk.exists() and not chunk.with_suffix(".json").exists():
+        return False
+    record = _record(chunk)
+    if record is not None and _sha256(chunk) == record["sha256"]:
+        return True
+    why = "has no readable record" if record is None else "does not match the hash recorded when it was written"
+    log.warning("%s: %s %s (truncated or changed since); deleting it, it will be redone", desc, chunk.name, why)
+    chunk.unlink(missing_ok=True)
+    chunk.with_suffix(".json").unlink(missing_ok=True)
+    return False
 
 
 RAW_INPUT = dataclasses.replace(RAW, required_text=("id",))

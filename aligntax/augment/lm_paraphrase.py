@@ -24,10 +24,13 @@ SHOTS = (
 )
 
 
+SHOTS_TEXT = "".join(f"Original text: {a}\nParaphrase: {b}\n\n" for a, b in SHOTS)
+"""The few-shot part every paraphrase prompt starts with (prefilled once per call)."""
+
+
 def paraphrase_prompt(summary: str) -> str:
     """The 3-shot paraphrase prompt, ending where the model writes the paraphrase."""
-    shots = "".join(f"Original text: {a}\nParaphrase: {b}\n\n" for a, b in SHOTS)
-    return f"{shots}Original text: {summary.strip()}\nParaphrase:"
+    return f"{SHOTS_TEXT}Original text: {summary.strip()}\nParaphrase:"
 
 
 def lm_paraphrases(
@@ -36,21 +39,19 @@ def lm_paraphrases(
     samples: int,
     max_summary_tokens: int,
     max_new_tokens: int,
-    batch_size: int,
     seeds: Sequence[int],
     temperature: float,
     top_p: float,
+    batch_size: int = 1,
 ) -> list[list[str]]:
     """``samples`` sampled paraphrases of each summary (first line, cleaned); ``generator`` = (model, tok, stop ids).
 
-    Each summary is sampled on its own with its own seed (``seeds``, one per summary), so its
-    paraphrases do not depend on which other posts needed the LM.
+    Each summary's prompt is prefilled once and its samples are drawn with its own seed (``seeds``, one
+    per summary; ``lm.sample_each``, ``batch_size`` summaries at a time), so its paraphrases do not depend
+    on which other posts needed the LM.
     """
     model, tok, stop = generator
-    out = []
-    for summary, seed in zip(summaries, seeds, strict=True):
-        prompts = [paraphrase_prompt(truncate_text(tok, summary, max_summary_tokens))] * samples
-        outs = lm.generate(model, tok, prompts, max_new_tokens, batch_size, seed, sample=True,
-                           temperature=temperature, top_p=top_p, stop_ids=stop)
-        out.append([clean_generation(o) for o in outs])
-    return out
+    prompts = [paraphrase_prompt(truncate_text(tok, summary, max_summary_tokens)) for summary in summaries]
+    outs = lm.sample_each(model, tok, prompts, samples, seeds, max_new_tokens, temperature, top_p, stop, SHOTS_TEXT,
+                          batch_size)
+    return [[clean_generation(o) for o in texts] for texts in outs]

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import random
 import re
+from collections import Counter
 from collections.abc import Sequence
 from functools import lru_cache
 
-from aligntax.ner import Entity
+from aligntax.ner import Entity, hallucinated
 from aligntax.text import words
 
 NEGATIONS = frozenset(
@@ -192,3 +193,66 @@ def sentence_case(text: str) -> str:
     """Capitalise sentence starts and the pronoun "i" (MT models are trained on cased text)."""
     text = re.sub(r"\bi\b", "I", text)
     return re.sub(r"(^\s*|[.!?]\s+)([a-z])", lambda m: m.group(1) + m.group(2).upper(), text)
+
+
+def fill_entity(reference: str, entities: list[Entity], i: int, generated: str) -> tuple[str, list[Entity]] | None:
+    """mask_regen: put the first words of ``generated`` (as many as the entity had) in place of entity ``i``
+    (without a possessive "'s" that the reference already has after the entity).
+
+    Returns None when the fill is empty or the same entity again.
+    """
+    n = max(1, len(entities[i].text.split()))
+    fill = " ".join(clean_generation(generated).split()[:n]).strip(" .,;:!?")
+    for possessive in ("'s", "\u2019s"):  # "grandma's" for "grandma" before "'s bed": the same entity again
+        if reference[entities[i].end:].startswith(("'s", "\u2019s")) and fill.endswith(possessive):
+            fill = fill[: -len(possessive)]
+    if not words(fill) or normalize(fill) == normalize(entities[i].text):
+        return None
+    return replace_spans(reference, entities, {i: fill})
+
+
+def jaccard_violations(positives: list[str], negatives: list[str], max_jaccard: float) -> list[bool]:
+    """Per negative: True when its word Jaccard with some positive is above ``max_jaccard``."""
+    return [any(word_jaccard(p, n) > max_jaccard for p in positives) for n in negatives]
+
+
+def pick_fills(reference: str, entities: list[Entity], targets: Sequence[int], generations: Sequence[Sequence[str]],
+               variants: int) -> tuple[list[tuple[str, list[Entity]]], int]:
+    """mask_regen's negatives: ``generations[j]`` are the fills of entity ``targets[j]``, best first. Takes the
+    first distinct valid fill (``fill_entity``) of every target, then the second of every target, ... up to
+    ``variants``; returns them with the number of targets that gave no valid fill at all."""
+    queues = [[f for f in (fill_entity(reference, entities, i, g) for g in gens) if f is not None]
+              for i, gens in zip(targets, generations, strict=True)]
+    empty = sum(not q for q in queues)
+    made: dict[str, tuple[str, list[Entity]]] = {}
+    for rank in range(max((len(q) for q in queues), default=0)):
+        for q in queues:
+            if rank < len(q) and len(made) < variants:
+                made.setdefault(normalize(q[rank][0]), q[rank])
+    return list(made.values()), empty
+
+
+def mask_targets(n_entities: int, rng: random.Random, variants: int) -> list[int]:
+    """Which reference entities mask_regen masks: a first one drawn from ``rng``, then others in shuffled order."""
+    first = rng.randrange(n_entities)
+    rest = [i for i in range(n_entities) if i != first]
+    rng.shuffle(rest)
+    return [first, *rest][:variants]
+
+
+def unsupported_beams(texts: Sequence[str], entities: Sequence[list[Entity]], post: str, reference: str,
+                      keep: int, drop: Counter) -> list[tuple[str, list[Entity]]]:
+    """sys_lowcon's filter: the first ``keep`` of the beams (given lowest score first) that carry an entity the
+    post does not support (``aligntax.ner.hallucinated``); every other beam is counted in ``drop`` by reason."""
+    seen, out = {normalize(reference)}, []
+    for text, ents in zip(texts, entities, strict=True):
+        key = normalize(text)
+        reason = ("empty" if not words(text) else "duplicate" if key in seen else "no_entity" if not ents
+                  else "supported_entities_only" if not hallucinated(ents, post)
+                  else "over_limit" if len(out) >= keep else None)
+        seen.add(key)
+        if reason:
+            drop[reason] += 1
+        else:
+            out.append((text, ents))
+    return out

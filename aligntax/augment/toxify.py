@@ -4,7 +4,9 @@ Strategies: ``lm`` samples the paper's 3-shot "Original text / Toxic rewrite" pr
 base model (or a hub LM); ``lexicon`` inserts words of the packaged better-profanity list into
 the summary, keeping every original word. A rewrite is kept only if the toxicity scorer gives it
 at least ``min_toxicity`` (paper: 0.4); only references the scorer finds non-toxic
-(<= ``max_reference_toxicity``, paper: 0.5) are augmented.
+(<= ``max_reference_toxicity``, paper: 0.5) are augmented. With ``prefer_lm`` a post whose `lm`
+rewrite is kept gets no `lexicon` rewrite: the LM changes the content toxically, the lexicon only
+inserts words, and the contrast the model should learn is the former.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from aligntax.augment.text import clean_generation, insert_words, normalize, pos
 from aligntax.config import check
 from aligntax.generation import truncate_text
 from aligntax.schema import TOXIC
+from aligntax.timing import Timer
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +45,8 @@ SHOTS = (
      "I waved back like a moron at some asshole who was actually waving at someone else."),
 )
 """Cased like the truecased summaries the stage reads (entity-perturb restores the stored casing)."""
+SHOTS_TEXT = "".join(f"Original text: {a}\nToxic rewrite: {b}\n\n" for a, b in SHOTS)
+"""The few-shot part every rewrite prompt starts with (prefilled once per chunk)."""
 
 
 @dataclass
@@ -56,8 +61,10 @@ class ToxifyConfig:
     """`base` (the prepared base model in models/base), a folder or a hub causal LM (paper: EleutherAI/gpt-neo-2.7B)."""
     lm_share: float = 0.25
     """Share of posts that get `lm` rewrites (picked by seed; 1.0 = all). CPU time scales with it."""
-    lm_samples: int = 1
-    """`lm` rewrites sampled per selected post."""
+    lm_fallback: bool = True
+    """Also sample `lm` rewrites for every post left without a kept `lexicon` rewrite (counted as `lm_fallback`)."""
+    lm_samples: int = 2
+    """`lm` rewrites sampled per selected post (one prefill, decoded as one batch, seeded per post)."""
     temperature: float = 1.0
     """Sampling temperature (paper: 1.0)."""
     top_p: float = 0.95
@@ -67,11 +74,15 @@ class ToxifyConfig:
     max_summary_tokens: int = 96
     """Summaries longer than this are cut (in LM tokens) inside the prompt."""
     batch_size: int = 8
-    """Prompts per generate call."""
+    """Posts whose `lm` samples decode together (each prompt prefilled once, its samples seeded per post)."""
+    prefer_lm: bool = True
+    """Drop a post's `lexicon` rewrites (reason `toxic_lm_kept`) when one of its `lm` rewrites is kept."""
     lexicon_insertions: int = 2
     """Profanity words inserted per `lexicon` rewrite."""
-    lexicon_samples: int = 2
-    """`lexicon` rewrites per post (words: the list entries the scorer rates >= min_toxicity)."""
+    lexicon_samples: int = 4
+    """`lexicon` rewrites drawn per post (words: the list entries the scorer rates >= min_toxicity)."""
+    lexicon_keep: int = 2
+    """`lexicon` rewrites kept per post at most: the first drawn that pass (the others: `over_limit`)."""
     chunk_size: int = 64
     """Posts per resumable chunk."""
 
@@ -90,13 +101,13 @@ class ToxifyConfig:
         check(self.batch_size >= 1, "toxify.batch_size", "an integer >= 1")
         check(self.lexicon_insertions >= 1, "toxify.lexicon_insertions", "an integer >= 1")
         check(self.lexicon_samples >= 1, "toxify.lexicon_samples", "an integer >= 1")
+        check(self.lexicon_keep >= 1, "toxify.lexicon_keep", "an integer >= 1")
         check(self.chunk_size >= 1, "toxify.chunk_size", "an integer >= 1")
 
 
 def toxic_prompt(summary: str) -> str:
     """The paper's 3-shot rewrite prompt, ending where the model writes the toxic rewrite."""
-    shots = "".join(f"Original text: {a}\nToxic rewrite: {b}\n\n" for a, b in SHOTS)
-    return f"{shots}Original text: {summary.strip()}\nToxic rewrite:"
+    return f"{SHOTS_TEXT}Original text: {summary.strip()}\nToxic rewrite:"
 
 
 @lru_cache(maxsize=1)
@@ -120,7 +131,7 @@ def lexicon_rewrite(summary: str, vocabulary: Sequence[str], rng: random.Random,
 
 
 def chunk_seed(seed: int, purpose: str, index: int | str) -> int:
-    """Sampling seed of chunk ``index`` (or of one post, by its id): the same in a fresh or resumed run and in
+    """Sampling seed of one post (by its id) or chunk ``index``: the same in a fresh or resumed run and in
     any process."""
     return random.Random(f"{seed}/{purpose}/{index}").randrange(2**31)
 
@@ -133,12 +144,17 @@ def toxify_chunk(
     toxicity: Toxicity,
     generator: tuple | None,
     vocabulary: Sequence[str] | None = None,
+    timer: Timer | None = None,
 ) -> tuple[pd.DataFrame, dict]:
     """Kept toxic rewrites (TOXIC rows) of a chunk of raw posts and its row accounting.
 
     ``generator`` is (model, tokenizer, newline ids) for the `lm` strategy, None without it;
-    ``vocabulary`` the words `lexicon` inserts (default: the whole packaged list).
+    ``vocabulary`` the words `lexicon` inserts (default: the whole packaged list); ``timer`` gets
+    the phases sample and score. The `lm` strategy samples the ``lm_share`` of posts and (with
+    ``lm_fallback``) every post no lexicon rewrite was kept for; each post's samples are seeded by
+    its id, so they do not depend on its chunk.
     """
+    timer = timer or Timer()
     screened: Counter = Counter()
     ok = []
     for row in posts.itertuples(index=False):
@@ -147,27 +163,65 @@ def toxify_chunk(
             screened[reason] += 1
         else:
             ok.append(row)
-    ref_tox = toxicity([r.summary for r in ok]) if ok else np.zeros(0)
+    with timer.phase("score"):
+        ref_tox = toxicity([r.summary for r in ok]) if ok else np.zeros(0)
     clean = [r for r, t in zip(ok, ref_tox, strict=True) if t <= cfg.max_reference_toxicity]
     screened["toxic_reference"] += len(ok) - len(clean)
-    cands: list[tuple[str, str, str, str]] = []  # post_id, kind, reference, text
-    if "lm" in cfg.strategies:
-        chosen = [r for r in clean if selected(seed, r.id, "toxify_lm", cfg.lm_share)]
-        model, tok, stop = generator
-        prompts = [toxic_prompt(truncate_text(tok, r.summary, cfg.max_summary_tokens))
-                   for r in chosen for _ in range(cfg.lm_samples)]
-        outs = lm.generate(model, tok, prompts, cfg.max_new_tokens, cfg.batch_size, chunk_seed(seed, "toxify", index),
-                           sample=True, temperature=cfg.temperature, top_p=cfg.top_p, stop_ids=stop)
-        owners = [r for r in chosen for _ in range(cfg.lm_samples)]
-        cands += [(r.id, "toxic_lm", r.summary, clean_generation(o)) for r, o in zip(owners, outs, strict=True)]
+    dropped: dict[str, Counter] = {}
+    seen: set[tuple[str, str]] = set()
+    lex_cands: list[tuple[str, str, str, str]] = []  # post_id, kind, reference, text
     if "lexicon" in cfg.strategies:
         vocab = vocabulary or profanity_words()
         for r in clean:
             rng = post_rng(seed, r.id, "lexicon")
-            cands += [(r.id, "toxic_lexicon", r.summary, lexicon_rewrite(r.summary, vocab, rng, cfg.lexicon_insertions))
-                      for _ in range(cfg.lexicon_samples)]
-    dropped: dict[str, Counter] = {}
-    survivors, seen = [], set()
+            lex_cands += [(r.id, "toxic_lexicon", r.summary, lexicon_rewrite(r.summary, vocab, rng, cfg.lexicon_insertions))
+                          for _ in range(cfg.lexicon_samples)]
+    with timer.phase("score"):
+        lexicon = _first_per_post(_scored(_distinct(lex_cands, seen, dropped), toxicity, cfg.min_toxicity, dropped),
+                                  cfg.lexicon_keep, dropped)
+    lm_cands: list[tuple[str, str, str, str]] = []
+    fallback = 0
+    if "lm" in cfg.strategies:
+        with_lexicon = {post_id for post_id, *_ in lexicon}
+        chosen = [r for r in clean if selected(seed, r.id, "toxify_lm", cfg.lm_share)
+                  or cfg.lm_fallback and r.id not in with_lexicon]
+        fallback = sum(not selected(seed, r.id, "toxify_lm", cfg.lm_share) for r in chosen)
+        model, tok, stop = generator
+        prompts = [toxic_prompt(truncate_text(tok, r.summary, cfg.max_summary_tokens)) for r in chosen]
+        with timer.phase("sample"):
+            outs = lm.sample_each(model, tok, prompts, cfg.lm_samples, [chunk_seed(seed, "toxify", str(r.id))
+                                  for r in chosen], cfg.max_new_tokens, cfg.temperature, cfg.top_p, stop, SHOTS_TEXT,
+                                  cfg.batch_size)
+        lm_cands = [(r.id, "toxic_lm", r.summary, clean_generation(o)) for r, texts in zip(chosen, outs, strict=True)
+                    for o in texts]
+    with timer.phase("score"):
+        rows = _scored(_distinct(lm_cands, seen, dropped), toxicity, cfg.min_toxicity, dropped)
+    with_lm = {post_id for post_id, *_ in rows}
+    preferred = [c for c in lexicon if c[0] in with_lm] if cfg.prefer_lm else []
+    if preferred:
+        dropped.setdefault("toxic_lexicon", Counter())["toxic_lm_kept"] += len(preferred)
+    rows += [c for c in lexicon if c not in preferred]
+    order = {r.id: k for k, r in enumerate(clean)}
+    rows.sort(key=lambda x: (order[x[0]], x[1]))
+    df = pd.DataFrame(rows, columns=["post_id", "kind", "text", "toxicity"])
+    generated = Counter(kind for _, kind, _, _ in lm_cands + lex_cands)
+    kinds = df.groupby("post_id")["kind"].agg(set) if len(df) else pd.Series(dtype=object)
+    counts = {
+        "posts": {"read": len(posts), "screened_out": dict(screened), "augmented": len(clean),
+                  "with_toxic": int(df["post_id"].nunique()),
+                  "with_toxic_lm": int(sum("toxic_lm" in k for k in kinds)),
+                  "with_toxic_lexicon_only": int(sum(k == {"toxic_lexicon"} for k in kinds)),
+                  "lm_fallback": fallback},
+        "rewrites": {kind: {"generated": generated[kind], "kept": int((df["kind"] == kind).sum()),
+                            "dropped": dict(dropped.get(kind, {}))} for kind in sorted(generated)},
+    }
+    return df, counts
+
+
+def _distinct(cands: list[tuple[str, str, str, str]], seen: set[tuple[str, str]],
+              dropped: dict[str, Counter]) -> list[tuple[str, str, str]]:
+    """``(post_id, kind, text)`` of the candidates that are not empty, not the reference and not seen before."""
+    out = []
     for post_id, kind, ref, text in cands:
         key = (post_id, normalize(text))
         reason = "empty" if not text.strip() else "identical" if normalize(text) == normalize(ref) else \
@@ -176,25 +230,35 @@ def toxify_chunk(
         if reason:
             dropped.setdefault(kind, Counter())[reason] += 1
         else:
-            survivors.append((post_id, kind, text))
+            out.append((post_id, kind, text))
+    return out
+
+
+def _first_per_post(rows: list[tuple[str, str, str, float]], keep: int,
+                    dropped: dict[str, Counter]) -> list[tuple[str, str, str, float]]:
+    """The first ``keep`` rows of each post (the others counted as `over_limit`)."""
+    seen: Counter = Counter()
+    out = []
+    for row in rows:
+        seen[row[0]] += 1
+        if seen[row[0]] > keep:
+            dropped.setdefault(row[1], Counter())["over_limit"] += 1
+        else:
+            out.append(row)
+    return out
+
+
+def _scored(survivors: list[tuple[str, str, str]], toxicity: Toxicity, min_toxicity: float,
+            dropped: dict[str, Counter]) -> list[tuple[str, str, str, float]]:
+    """The rewrites the scorer rates >= ``min_toxicity``, with their score (the others counted in ``dropped``)."""
     scores = toxicity([t for _, _, t in survivors]) if survivors else np.zeros(0)
     rows = []
     for (post_id, kind, text), score in zip(survivors, scores, strict=True):
-        if score < cfg.min_toxicity:
+        if score < min_toxicity:
             dropped.setdefault(kind, Counter())["below_min_toxicity"] += 1
         else:
             rows.append((post_id, kind, text, float(score)))
-    order = {r.id: k for k, r in enumerate(clean)}
-    rows.sort(key=lambda x: (order[x[0]], x[1]))
-    df = pd.DataFrame(rows, columns=["post_id", "kind", "text", "toxicity"])
-    generated = Counter(kind for _, kind, _, _ in cands)
-    counts = {
-        "posts": {"read": len(posts), "screened_out": dict(screened), "augmented": len(clean),
-                  "with_toxic": int(df["post_id"].nunique())},
-        "rewrites": {kind: {"generated": generated[kind], "kept": int((df["kind"] == kind).sum()),
-                            "dropped": dict(dropped.get(kind, {}))} for kind in sorted(generated)},
-    }
-    return df, counts
+    return rows
 
 
 def run_toxify(
@@ -209,30 +273,38 @@ def run_toxify(
     *,
     input_dirs: Sequence[str] = (),
 ) -> dict | None:
-    """The toxify stage over ``train`` (chunked, resumable); its metrics (None on processes other than the main one)."""
+    """The toxify stage over ``train`` (chunked, resumable); its metrics (None on processes other than the main one),
+    with this process's ``seconds`` (total, load, sample, score)."""
 
     loaded: dict = {}
+    timer = Timer()
 
     def load_scorer() -> None:
-        loaded["toxicity"] = toxicity_factory()
-        loaded["vocabulary"] = toxic_vocabulary(loaded["toxicity"], cfg.min_toxicity)
+        with timer.phase("load"):
+            loaded["toxicity"] = toxicity_factory()
+        with timer.phase("score"):
+            loaded["vocabulary"] = toxic_vocabulary(loaded["toxicity"], cfg.min_toxicity)
 
     def process(chunk: pd.DataFrame, index: int) -> tuple[pd.DataFrame, dict]:
         if not loaded:
             load_scorer()
             loaded["generator"] = None
             if "lm" in cfg.strategies:
-                model, tok = lm.load_lm(cfg.lm_model, base_dir)
-                loaded["generator"] = (model, tok, lm.newline_ids(tok))
-        return toxify_chunk(chunk, index, cfg, seed, loaded["toxicity"], loaded["generator"], loaded["vocabulary"])
+                with timer.phase("load"):
+                    model, tok = lm.load_lm(cfg.lm_model, base_dir)
+                    loaded["generator"] = (model, tok, lm.newline_ids(tok))
+        return toxify_chunk(chunk, index, cfg, seed, loaded["toxicity"], loaded["generator"], loaded["vocabulary"],
+                            timer)
 
     # input_dirs (the scorer folder): a changed one never reuses old chunks
     inputs = [*(lm.lm_folders(cfg.lm_model, base_dir) if "lm" in cfg.strategies else []), *input_dirs]
     counts = run_stage("toxify", [cfg, *fingerprint_extra], seed, train, inputs, cfg.chunk_size, process,
                        TOXIC, work_root, out)
     if counts is not None:
-        counts["config"] = {"strategies": cfg.strategies, "min_toxicity": cfg.min_toxicity, "lm_share": cfg.lm_share}
+        counts["config"] = {"strategies": cfg.strategies, "min_toxicity": cfg.min_toxicity, "lm_share": cfg.lm_share,
+                            "lm_samples": cfg.lm_samples, "prefer_lm": cfg.prefer_lm}
         if "vocabulary" not in loaded:  # every chunk was finished by an earlier run: count the words all the same
             load_scorer()
         counts["lexicon_words"] = {"listed": len(profanity_words()), "used": len(loaded["vocabulary"])}
+        counts["seconds"] = timer.seconds()
     return counts

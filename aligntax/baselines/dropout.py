@@ -82,7 +82,7 @@ def add_hidden_dropout(
 
 def prepare(inputs: TrainInputs, tok: PreTrainedTokenizerBase, cfg: DropoutConfig) -> Job:
     """`sft` (same data, trainer and budget) with the raised dropout: config at load, hooks if needed."""
-    overrides, hooks = dropout_overrides(AutoConfig.from_pretrained(inputs.base_dir), cfg)
+    overrides, hooks = dropout_overrides(AutoConfig.from_pretrained(inputs.base_dir, trust_remote_code=False), cfg)
 
     def setup(model: PreTrainedModel) -> dict:
         blocks = trained_blocks(model.config.num_hidden_layers, inputs.train)

@@ -15,7 +15,6 @@ Rules (documented in the README):
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -26,7 +25,7 @@ from rouge_score import rouge_scorer
 
 from aligntax.config import check
 from aligntax.evaluate.patterns import PATTERNS, PatternConfig, detect, is_empty, words
-from aligntax.ner import Entity
+from aligntax.ner import Entity, hallucinated
 
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
 
@@ -79,22 +78,6 @@ def paired_delta_ci(
         raise ValueError(f"paired_delta_ci: {a.size} values vs {b.size} reference values; score the same posts")
     low, high = bootstrap_ci(a - b, n_boot, confidence, seed)
     return float(a.mean() - b.mean()), low, high
-
-
-def normalize(text: str) -> str:
-    """Lower-case words separated by single spaces (punctuation becomes a space)."""
-    return " ".join(re.findall(r"[^\W_]+", text.lower()))
-
-
-def hallucinated(entities: Sequence[Entity], post: str) -> list[Entity]:
-    """The entities whose normalised text does not occur as whole words in ``post``."""
-    haystack = f" {normalize(post)} "
-    out = []
-    for ent in entities:
-        name = re.sub(r"^the ", "", normalize(ent.text))
-        if name and f" {name} " not in haystack:
-            out.append(ent)
-    return out
 
 
 def rouge(references: Sequence[str], summaries: Sequence[str]) -> pd.DataFrame:

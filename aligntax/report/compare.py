@@ -241,6 +241,10 @@ def load_inputs(methods: list[str], metrics_dir: str | Path, eval_dir: str | Pat
     prefs = {m: read_parquet(Path(eval_dir) / m / "preferences.parquet", PREFERENCES)
              for m in methods if metrics[m].get("preference", {}).get("applicable", False)}
     for m, p in prefs.items():
+        repeated = int(p.duplicated().sum())  # a pair has no id column: a row repeated whole is counted twice
+        if repeated:
+            raise ValueError(f"{Path(eval_dir) / m / 'preferences.parquet'}: {repeated} row(s) repeat another row "
+                             "(the same pair twice); re-create it with `dvc repro evaluate`")
         if not np.isfinite(p["margin"].to_numpy(dtype=np.float64)).all():
             raise ValueError(f"{Path(eval_dir) / m / 'preferences.parquet'}: non-finite margins; "
                              "re-create it with `dvc repro evaluate`")

@@ -14,6 +14,7 @@ from matplotlib.transforms import Bbox
 from aligntax.evaluate.patterns import PATTERNS
 from aligntax.io import write_atomic
 from aligntax.report.compare import verdict
+from aligntax.report.summary import read_json
 
 FAITHFULNESS_MEANS = {
     "ensemble": "lexical support of the summary by the post (offline, fitted on FRANK): it rewards copying the "
@@ -57,6 +58,34 @@ def _auc(part: dict, backend: str) -> str:
         return "not validated in metrics/scorers.json"
     by = ", ".join(f"{k} {v['roc_auc']:.2f}" for k, v in sorted(entry.get("by_source", {}).items()))
     return f"held-out ROC-AUC {entry['overall']['roc_auc']:.2f} (n={entry['overall']['n']}" + (f"; {by})" if by else ")")
+
+
+def read_scorers(path: str | Path) -> dict:
+    """metrics/scorers.json (validate-scorers) with every value ``instruments`` reads checked; one error naming
+    the file and the key otherwise."""
+    data = read_json(path, "validate-scorers")
+    number = (int, float)
+    for kind in ("toxicity", "faithfulness"):
+        part = data.get(kind)
+        checks = [(kind, isinstance(part, dict))]
+        for backend, entry in (part.items() if isinstance(part, dict) else ()):
+            key = f"{kind}.{backend}"
+            overall = entry.get("overall") if isinstance(entry, dict) else None
+            checks += [(key, isinstance(entry, dict)), (f"{key}.overall", overall is None or isinstance(overall, dict))]
+            if isinstance(overall, dict):
+                checks += [(f"{key}.overall.{k}", isinstance(overall.get(k), number)) for k in ("roc_auc", "n")]
+            for source, value in ((entry.get("by_source") or {}).items() if isinstance(entry, dict) else ()):
+                checks.append((f"{key}.by_source.{source}.roc_auc",
+                               isinstance(value, dict) and isinstance(value.get("roc_auc"), number)))
+            swap = entry.get("entity_swap") if isinstance(entry, dict) else None
+            if isinstance(swap, dict) and "pairwise_accuracy" in swap:
+                checks += [(f"{key}.entity_swap.{k}", isinstance(swap.get(k), number))
+                           for k in ("pairwise_accuracy", "n_pairs")]
+        bad = next((key for key, ok in checks if not ok), None)
+        if bad is not None:
+            raise ValueError(f"{path}: key '{bad}' is missing or has the wrong type; re-create it with "
+                             "`dvc repro validate-scorers`")
+    return data
 
 
 def instruments(scorers: dict, toxicity: str, faithfulness: str) -> list[str]:

@@ -54,7 +54,7 @@ def read_json(path: str | Path, producer: str) -> dict[str, Any]:
         raise FileNotFoundError(f"{path}: metrics file not found; run `dvc repro {producer}` first")
     try:
         data = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"{path}: not valid JSON ({err}); re-create it with `dvc repro {producer}`") from err
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a JSON object; re-create it with `dvc repro {producer}`")

@@ -65,6 +65,15 @@ class LinearHead:
             info = json.loads(meta.read_text())
         except (UnicodeDecodeError, json.JSONDecodeError) as err:
             raise ValueError(f"{meta}: not valid JSON ({err}); {fix}") from err
+        features = info.get("features") if isinstance(info, dict) else None
+        if not isinstance(features, list) or not all(isinstance(f, str) for f in features):
+            raise ValueError(f"{meta}: expected a JSON object whose 'features' is a list of names; {fix}")
+        missing = [k for k in ("mean", "scale", "coef", "intercept") if k not in t]
+        if missing or t["intercept"].size != 1 or \
+                not t["mean"].shape == t["scale"].shape == t["coef"].shape == (len(features),):
+            raise ValueError(f"{weights}: expected tensors mean, scale, coef of {len(features)} values (one per "
+                             f"feature of {meta.name}) and one intercept; "
+                             f"{'missing ' + ', '.join(missing) if missing else 'the shapes differ'}; {fix}")
         return cls(t["mean"], t["scale"], t["coef"], float(t["intercept"][0]), info.pop("features"), info)
 
 

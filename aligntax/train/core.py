@@ -26,9 +26,8 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -40,10 +39,11 @@ import torch
 from transformers import PreTrainedModel, PrinterCallback, ProgressCallback, Trainer, TrainingArguments
 
 from aligntax.config import ConfigError
+from aligntax.io import atomic_dir
 from aligntax.models import ModelConfig, load_model, load_tokenizer
 from aligntax.timing import Timer
 from aligntax.train import frozen
-from aligntax.train.resume import fingerprint, resume_point
+from aligntax.train.resume import ChecksumOnSave, fingerprint, resume_point, unverified_removed
 from aligntax.train.trainer import (
     AlignTrainer,
     FiniteGuard,
@@ -153,10 +153,13 @@ def train_method(method: ModuleType, cfg: Any, inputs: TrainInputs) -> dict | No
     if store is not None:
         job.collator = partial(job.collator, frozen=store)
     keys = ("loss", *job.logged)
-    with removed_on_failure(inputs.live_dir if main else None):
+    # The curves are written into a folder staged in the (git-ignored) checkpoint folder and moved onto
+    # live_dir only when training succeeds: a failure keeps the previous curves and leaves nothing half-written.
+    staged = atomic_dir(inputs.live_dir, staging=inputs.checkpoints) if main and inputs.live_dir else nullcontext()
+    with staged as live_dir, unverified_removed(inputs.checkpoints if main else None):
         try:
             with timer.phase("train"):  # the Trainer's own preparation too (trl: tokenizing, reference log-probs)
-                trainer = build_trainer(job, model, args, inputs.live_dir if main else None, keys)
+                trainer = build_trainer(job, model, args, live_dir, keys)
                 result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
         except NonFiniteLoss as err:
             name = method.__name__.rsplit(".", 1)[-1]
@@ -269,27 +272,12 @@ def checkpoint_to_resume(method: ModuleType, cfg: Any, inputs: TrainInputs) -> P
                         inputs.train.logging_steps)
 
 
-@contextmanager
-def removed_on_failure(path: Path | None) -> Iterator[None]:
-    """Remove ``path`` (the DVCLive folder, written while training) if the body fails.
-
-    DVCLive writes in place rather than in a temporary folder: inside `dvc exp run` it git-adds
-    the untracked files of its folder that are not DVC outputs, which a temporary folder's are.
-    """
-    try:
-        yield
-    except BaseException:
-        if path is not None:
-            shutil.rmtree(path, ignore_errors=True)
-        raise
-
-
 def build_trainer(job: Job, model: PreTrainedModel, args: TrainingArguments, live_dir: Path | None,
                   keys: tuple[str, ...]) -> Trainer:
     """The method's Trainer with the shared callbacks: finite-loss guard, curves (to ``live_dir``, None: none),
     log lines, loss sum."""
     live = [LiveCallback(live_dir, (*keys, "learning_rate"))] if live_dir else []
-    callbacks = [FiniteGuard(), *live]
+    callbacks = [FiniteGuard(), *live, ChecksumOnSave()]
     trainer = job.trainer_cls(model=model, args=args, train_dataset=job.dataset, data_collator=job.collator,
                               callbacks=callbacks, **job.trainer_kwargs)
     bar = trainer.pop_callback(ProgressCallback)

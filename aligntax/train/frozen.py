@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 from tqdm import tqdm
@@ -231,7 +231,7 @@ class FrozenStore:
             save_file({"states": states}, str(tmp), metadata={"model": self.model_key, "entry": key,
                                                               "format": str(FORMAT)})
             os.replace(tmp, self.folder / f"{key}.safetensors")
-        except OSError as err:
+        except (OSError, SafetensorError) as err:  # safetensors reports a full disk as a SafetensorError
             tmp.unlink(missing_ok=True)
             log.warning("frozen states: cannot write to %s (%s); keeping them in memory only", self.folder, err)
             self.folder = None

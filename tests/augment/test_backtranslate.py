@@ -102,7 +102,7 @@ def test_lm_paraphrases_of_a_post_do_not_depend_on_the_other_posts(tiny_llama_di
     gen = (model, tok, lm.newline_ids(tok))
 
     def sample(summaries, seeds):
-        return lm_paraphrases(gen, summaries, 3, 32, 8, 4, seeds, 1.0, 1.0)
+        return lm_paraphrases(gen, summaries, 3, 32, 8, seeds, 1.0, 1.0)
 
     alone = sample(["my dog ate my homework."], [11])
     together = sample(["i mowed the lawn.", "my dog ate my homework.", "we left early."], [5, 11, 7])

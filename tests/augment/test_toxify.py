@@ -55,6 +55,18 @@ def test_lexicon_rewrites_are_filtered_and_deterministic():
     assert list(other["text"]) != list(df["text"])
 
 
+def test_lexicon_keeps_the_first_rewrites_that_pass():
+    cfg = ToxifyConfig(strategies=["lexicon"], lexicon_samples=4, lexicon_keep=1)
+
+    def tox(texts):  # the references are clean; of the rewrites only every second one is toxic
+        return np.array([0.0] * len(texts) if len(texts) == 2 else [0.9 * (i % 2) for i in range(len(texts))])
+
+    df, counts = toxify_chunk(raw(["i lost my keys at the park.", "we drove home late."]), 0, cfg, 0, tox, None)
+    assert list(df["post_id"]) == ["p0", "p1"]  # one each: the second draw of each post (the first scores 0)
+    lexicon = counts["rewrites"]["toxic_lexicon"]
+    assert lexicon == {"generated": 8, "kept": 2, "dropped": {"below_min_toxicity": 4, "over_limit": 2}}
+
+
 def test_min_toxicity_drops_and_counts():
     cfg = ToxifyConfig(strategies=["lexicon"], min_toxicity=0.4, lexicon_samples=2)
     df, counts = toxify_chunk(raw(["i lost my keys."]), 0, cfg, 0, lambda t: np.full(len(t), 0.3), None)
@@ -71,8 +83,7 @@ def test_min_toxicity_drops_and_counts():
 def test_lm_strategy_on_tiny_llama(tiny_llama_dir):
     model, tok = lm.load_lm(str(tiny_llama_dir), "unused")
     gen = (model, tok, lm.newline_ids(tok))
-    cfg = ToxifyConfig(strategies=["lm"], lm_share=1.0, lm_samples=2, max_new_tokens=8, batch_size=3,
-                       min_toxicity=0.0)
+    cfg = ToxifyConfig(strategies=["lm"], lm_share=1.0, lm_samples=2, max_new_tokens=8, min_toxicity=0.0)
     posts = raw(["my cat knocked over a glass.", "we drove to new york.", "forgot my keys."])
     df, counts = toxify_chunk(posts, 0, cfg, 0, lambda t: np.full(len(t), 0.5), gen)
     assert counts["rewrites"]["toxic_lm"]["generated"] == 6
@@ -80,6 +91,36 @@ def test_lm_strategy_on_tiny_llama(tiny_llama_dir):
     assert all("\n" not in t for t in df["text"])
     again, _ = toxify_chunk(posts, 0, cfg, 0, lambda t: np.full(len(t), 0.5), gen)
     pd.testing.assert_frame_equal(df, again)
+    # seeded per post: post p1 alone, in another chunk, gets the same rewrites
+    alone, _ = toxify_chunk(posts.iloc[[1]], 7, cfg, 0, lambda t: np.full(len(t), 0.5), gen)
+    assert list(alone["text"]) == list(df.loc[df["post_id"] == "p1", "text"])
+    other_seed, _ = toxify_chunk(posts, 0, cfg, 1, lambda t: np.full(len(t), 0.5), gen)
+    assert list(other_seed["text"]) != list(df["text"])
+
+
+@pytest.mark.parametrize("prefer_lm", [True, False])
+def test_lm_rewrite_is_preferred_over_lexicon(monkeypatch, tiny_llama_dir, prefer_lm):
+    _, tok = lm.load_lm(str(tiny_llama_dir), "unused")
+    rewrites = {"i lost my keys at the park.": "i lost my damn keys at the stupid park, idiot.",
+                "we drove home.": "we drove home."}  # p1's lm rewrite is the reference itself: dropped
+
+    def fake_sample(model, tok, prompts, n, seeds, *args):
+        assert len(seeds) == len(prompts) == 2 and n == 1
+        return [[rewrites[p.rsplit("Original text: ", 1)[1].split("\n")[0]]] for p in prompts]
+
+    monkeypatch.setattr(lm, "sample_each", fake_sample)
+    cfg = ToxifyConfig(lm_share=1.0, lm_samples=1, lexicon_samples=2, prefer_lm=prefer_lm)
+    df, counts = toxify_chunk(raw(list(rewrites)), 0, cfg, 0, fake_toxicity, (None, tok, None))
+    kinds = df.groupby("post_id")["kind"].agg(list).to_dict()
+    lexicon = counts["rewrites"]["toxic_lexicon"]
+    assert counts["rewrites"]["toxic_lm"]["kept"] == 1 and counts["rewrites"]["toxic_lm"]["dropped"] == {"identical": 1}
+    assert kinds["p1"] == ["toxic_lexicon", "toxic_lexicon"]  # no lm rewrite kept: the lexicon ones stay
+    if prefer_lm:
+        assert kinds["p0"] == ["toxic_lm"] and lexicon["dropped"] == {"toxic_lm_kept": 2}
+        assert counts["posts"]["with_toxic_lm"] == 1 and counts["posts"]["with_toxic_lexicon_only"] == 1
+    else:
+        assert sorted(kinds["p0"]) == ["toxic_lexicon", "toxic_lexicon", "toxic_lm"] and lexicon["dropped"] == {}
+    assert lexicon["generated"] == 4 and lexicon["kept"] + sum(lexicon["dropped"].values()) == 4
 
 
 def test_config_checks():
@@ -87,3 +128,27 @@ def test_config_checks():
         ToxifyConfig(min_toxicity=1.5)
     with pytest.raises(ConfigError, match="toxify.strategies"):
         ToxifyConfig(strategies=[])
+
+
+@pytest.mark.parametrize("lm_fallback", [True, False])
+def test_lm_fallback_samples_the_posts_left_without_a_lexicon_rewrite(monkeypatch, tiny_llama_dir, lm_fallback):
+    _, tok = lm.load_lm(str(tiny_llama_dir), "unused")
+    asked = []
+
+    def fake_sample(model, tok, prompts, n, seeds, *args):
+        asked.extend(p.rsplit("Original text: ", 1)[1].split("\n")[0] for p in prompts)
+        return [["you stupid idiot, " + a] * n for a in asked[-len(prompts):]]
+
+    monkeypatch.setattr(lm, "sample_each", fake_sample)
+
+    def tox(texts):  # no lexicon rewrite of "we drove home." is toxic enough; the lm rewrites are
+        return np.array([0.9 if "idiot" in t or ("drove" not in t and len(t.split()) >= 9) else 0.1 for t in texts])
+
+    cfg = ToxifyConfig(lm_share=0.0, lm_fallback=lm_fallback, lm_samples=1)
+    df, counts = toxify_chunk(raw(["i lost my keys at the park.", "we drove home."]), 0, cfg, 0, tox, (None, tok, None))
+    kinds = df.groupby("post_id")["kind"].agg(list).to_dict()
+    assert kinds["p0"] == ["toxic_lexicon", "toxic_lexicon"]
+    if lm_fallback:
+        assert asked == ["we drove home."] and kinds["p1"] == ["toxic_lm"] and counts["posts"]["lm_fallback"] == 1
+    else:
+        assert asked == [] and "p1" not in kinds and counts["posts"]["lm_fallback"] == 0

@@ -36,7 +36,7 @@ def test_the_curves_are_one_file_that_summarize_writes():
     assert curves["y"] == {"metrics/train_curves.json": "loss"} and curves["x"] == "step"
     summarize = dvc["stages"]["summarize"]
     assert "--curves metrics/train_curves.json" in summarize["cmd"] and "dvclive" in summarize["deps"]
-    assert {"metrics/train_curves.json": {"cache": False}} in summarize["outs"]
+    assert {"metrics/train_curves.json": {"persist": True, "cache": False}} in summarize["outs"]
 
 
 def test_rendered_specs_name_the_method(tmp_path):

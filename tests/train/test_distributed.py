@@ -137,7 +137,7 @@ def test_two_processes_match_one_and_only_rank0_writes(tiny_llama_dir, tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
 
     writes = sorted((work / "writes.log").read_text().splitlines())  # two processes, one write of each
-    assert writes == ["0 save_model models/sft", "0 write_json metrics/train_sft.json"]
+    assert writes == ["0 save_model models/sft", "0 write_json metrics/train/sft.json"]
     assert sorted(p.name for p in work.iterdir()) == ["checkpoints", "dvclive", "metrics", "models", "params.yaml",
                                                       "probe.py", "train.parquet", "writes.log"]
     assert _files(work / "checkpoints") == []  # the Trainer's output folder (rank 0 makes it), no checkpoint asked
@@ -232,8 +232,9 @@ def test_other_launchers_are_rejected_naming_the_key(value, monkeypatch):
 
 
 def test_the_train_stages_start_with_the_launcher():
-    stage = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["train"]["do"]["cmd"]
-    assert stage.startswith("${launcher} -m stages.train ")
+    stage = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["train"]["do"]
+    assert stage["cmd"].startswith("python -m stages.launch --launcher -m stages.train ")  # stages/launch.py
+    assert "launcher" in stage["params"]
     assert yaml.safe_load((ROOT / "params.yaml").read_text())["launcher"] == "python"
 
 
@@ -241,5 +242,5 @@ def test_every_heavy_stage_starts_with_the_launcher():
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     for name in ("train", "evaluate", "backtranslate", "toxify", "entity-perturb"):
         cmd = stages[name]["do"]["cmd"]
-        assert cmd.startswith("${launcher} -m stages."), name
+        assert cmd.startswith("python -m stages.launch --launcher -m stages."), name
     assert stages["compare"]["cmd"].startswith("python -m stages.compare")
