@@ -207,7 +207,8 @@ MAIN_KEYS = ("toxicity", "toxicity_low", "toxicity_high", "empty_rate", "faithfu
 def key_metrics(table: pd.DataFrame, prefs: pd.DataFrame | None = None, likelihood: pd.DataFrame | None = None,
                 per_seed: pd.DataFrame | None = None) -> dict[str, Any]:
     """metrics/compare.json: per method its seed-mean metrics, every Δ with CI/SE/MDE/p/q, the preference
-    rows (``pref_<axis>``: per token, its kinds under ``kinds``, the summed margins under ``summed``), the
+    rows (``pref_<axis>``: per token, the kinds its axis value averages under ``averaged``, each kind's row
+    under ``kinds``, the same in summed nats under ``summed``), the
     likelihood Δs and its per-seed rows (4 decimals)."""
     out: dict[str, Any] = {"methods": len(table), "posts": int(table["n"].min())}
     for _, r in table.iterrows():
@@ -247,6 +248,7 @@ def preference_entry(group: pd.DataFrame) -> dict[str, Any]:
         rows = group[group["unit"] == unit]
         for _, r in rows[rows["kind"] == ""].iterrows():
             target.update(_row(r))
+            target["averaged"] = target.pop("kinds", [])  # the kinds the axis gives equal weight
         target["kinds"] = {r["kind"]: _row(r) for _, r in rows[rows["kind"] != ""].iterrows()}
     return out
 

@@ -199,6 +199,7 @@ def test_preference_table_with_cis_mdes_and_not_applicable_methods(monkeypatch, 
     # per token (margin_mean) at the top, summed (margin_sum = 2 x) under `summed`; a constant shift: zero width
     assert c["d_margin"] == pytest.approx(0.3) and c["d_margin_low"] == pytest.approx(0.3) and c["pairs"] == N
     assert c["kinds"]["toxic_lexicon"]["d_margin"] == pytest.approx(0.3) and c["kinds"]["toxic_lexicon"]["posts"] == N
+    assert c["averaged"] == ["toxic_lexicon"] and c["summed"]["averaged"] == ["toxic_lexicon"]
     assert c["summed"]["d_margin"] == pytest.approx(0.6) and c["summed"]["kinds"]["toxic_lexicon"]["pairs"] == N
     flipped = sum(1 for i in range(N) if i % 3 == 0 and -0.1 + 0.01 * i <= 0)  # sft wrong, contrastive right
     sft_accuracy = 1 - sum(1 for i in range(N) if i % 3 == 0 and -0.1 + 0.01 * i <= 0) / N
