@@ -59,16 +59,16 @@ class CompareConfig:
         check(isinstance(self.min_posts, int) and self.min_posts >= 2, "compare.min_posts", "an integer >= 2")
 
 
-def read_metrics(path: str | Path) -> dict[str, Any]:
-    """A run's evaluate metrics, with the keys the comparison reads checked."""
-    data = read_json(path, "evaluate")
+def read_metrics(path: str | Path, producer: str = "evaluate") -> dict[str, Any]:
+    """A run's evaluate metrics, with the keys the comparison reads checked (``producer``: the stage to re-run)."""
+    data = read_json(path, producer)
     for key in ("toxicity", "faithfulness", "entity_hallucination", "rouge", "patterns", "length", "n",
                 "toxicity.threshold"):
         part = data
         for k in key.split("."):
             part = part.get(k) if isinstance(part, dict) else None
         if part is None:
-            raise ValueError(f"{path}: key '{key}' is missing; re-create it with `dvc repro evaluate`")
+            raise ValueError(f"{path}: key '{key}' is missing; re-create it with `dvc repro {producer}`")
     return data
 
 
@@ -266,7 +266,9 @@ def load_inputs(runs: dict[str, list[Run]], metrics_dir: str | Path,
     """Every run's metrics JSON, per-post scores and (when scored) preference pairs and variant
     likelihoods, validated; keyed by run name."""
     names = [r.name for rs in runs.values() for r in rs]
-    metrics = {m: read_metrics(Path(metrics_dir) / f"{m}.json") for m in names}
+    stage = {r.name: f"evaluate@{m}" if r.name == m else f"evaluate-seed@{m}-{r.seed}" for m, rs in runs.items()
+             for r in rs}
+    metrics = {m: read_metrics(Path(metrics_dir) / f"{m}.json", stage[m]) for m in names}
     scores = {m: read_parquet(Path(eval_dir) / m / "scores.parquet", SCORES) for m in names}
     for m, s in scores.items():
         if not np.isfinite(s[list(DELTAS)].to_numpy(dtype=np.float64)).all():

@@ -295,3 +295,6 @@ def test_seeded_methods_are_seed_means_with_per_seed_rows(monkeypatch, synthetic
     assert "**Seeds**: `sft`, `contrastive` are means over their training seeds" in report
     assert "## Seeds" in report and "| `contrastive` | `contrastive-s1` | 1 | +0.000 | -0.100 |" in report
     assert next(line for line in report.splitlines() if line.startswith("| `contrastive` | 2 (mean) |"))
+    (synthetic / "metrics" / "contrastive-s1.json").unlink()  # a seed's run missing: its own stage is named
+    with pytest.raises(FileNotFoundError, match=r"contrastive-s1.json: .* `dvc repro evaluate-seed@contrastive-1`"):
+        stage.main()
