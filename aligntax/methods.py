@@ -9,9 +9,16 @@ as it stands (it cannot filter or merge one):
     methods:  <name>: <model folder>            stage evaluate@<name>; compare and summary, in this order
 
 A name under ``methods:`` in none of the three kind lists is evaluated as its folder stands
-(kind ``base``: the base model zero-shot). This module reads and checks those lists and imports a
-method's module by its path, checking its contract. It is the one Python module that knows which
-methods exist: check-params, training, fitting, compare, summary and the plots all ask it.
+(kind ``base``: the base model zero-shot).
+
+    seeds:    {methods: [<trained name>...], extra: [<seed>...]}
+              stages train-seed@<name>-<seed> and evaluate-seed@<name>-<seed> (a DVC matrix): run
+              <name>-s<seed>, trained like train@<name> with training seed <seed> into
+              models/<name>-s<seed>; train@<name> itself is the method's first seed (``runs``).
+
+This module reads and checks those lists and imports a method's module by its path, checking its
+contract. It is the one Python module that knows which methods exist: check-params, training,
+fitting, compare, summary and the plots all ask it.
 
 Adding a trained method = its module + its params section + its line under ``trained:`` (+ a line
 under ``methods:`` to evaluate and compare it); tests/train/test_recipe.py does exactly that.
@@ -25,9 +32,22 @@ from pathlib import Path, PurePosixPath
 from types import ModuleType
 from typing import Any, Literal
 
-from aligntax.config import METHOD_NAME, PATH, ConfigError, check, check_value, from_dict, load_section, printable
+from aligntax.config import (
+    MAX_SEED,
+    METHOD_NAME,
+    PATH,
+    ConfigError,
+    check,
+    check_value,
+    from_dict,
+    load_section,
+    load_seed,
+    printable,
+)
 
 Kind = Literal["base", "trained", "fitted", "decoding"]
+SEEDS = "seeds"
+"""Top-level params key of the extra training seeds."""
 
 
 @dataclass
@@ -82,6 +102,28 @@ class Method:
     """The model folder evaluate@<name> reads (`methods:`), None when it is not evaluated."""
     entry: TrainedMethod | FittedMethod | DecodingMethod | None
     """Its kind list entry (module, section ...), None for kind base."""
+
+
+@dataclass
+class SeedsConfig:
+    methods: list[str]
+    """Trained methods (each also under `methods:`) trained and evaluated once more per extra seed."""
+    extra: list[int]
+    """Their extra training seeds; a method's own run (train@<name>) has train.seed, else `seed`."""
+
+
+@dataclass(frozen=True)
+class Run:
+    """One trained (or evaluated) model of a method: its name under data/eval/ and metrics/evaluate/."""
+
+    name: str
+    seed: int | None
+    """Its training seed; None for a method that is not trained (base, fitted, decoding-time)."""
+
+
+def run_name(method: str, seed: int) -> str:
+    """The run of ``method`` with extra training seed ``seed``: models/<method>-s<seed>, data/eval/<method>-s<seed>."""
+    return f"{method}-s{seed}"
 
 
 def check_inside(key: str, value: Any, example: str) -> None:
@@ -147,6 +189,47 @@ def registry(params: dict[str, Any]) -> dict[str, Method]:
     for name, folder in methods.items():
         if name not in out:
             out[name] = Method(name, "base", folder, None)
+    load_seeds(params)
+    return out
+
+
+def first_seed(params: dict[str, Any]) -> int:
+    """The training seed of each train@<method>: ``train.seed``, else the global ``seed``."""
+    train_seed = (params.get("train") or {}).get("seed")
+    return load_seed(params) if train_seed is None else train_seed
+
+
+def load_seeds(params: dict[str, Any]) -> SeedsConfig:
+    """The ``seeds`` list, checked: trained and evaluated methods, new distinct seeds, free run names
+    (no ``seeds`` key: no extra runs)."""
+    if SEEDS not in params:
+        return SeedsConfig(methods=[], extra=[])
+    cfg = from_dict(SeedsConfig, params[SEEDS], SEEDS)
+    trained, evaluated = load_kind(params, "trained"), load_methods(params)
+    for i, name in enumerate(cfg.methods):
+        check(name in trained and name in evaluated, f"{SEEDS}.methods[{i}]",
+              f"a method under both 'trained' and 'methods' ({', '.join(m for m in trained if m in evaluated)})")
+    check(len(set(cfg.methods)) == len(cfg.methods), f"{SEEDS}.methods", "each method once")
+    first = first_seed(params)
+    for i, seed in enumerate(cfg.extra):
+        check_value(0 <= seed <= MAX_SEED and seed != first, f"{SEEDS}.extra[{i}]",
+                    f"an integer >= 0 and < 2**32 other than {first}, the seed of train@<method> (train.seed, else seed)",
+                    seed)
+    check(len(set(cfg.extra)) == len(cfg.extra), f"{SEEDS}.extra", "each seed once")
+    names = {run_name(m, s) for m in cfg.methods for s in cfg.extra}
+    taken = sorted(names & (set(evaluated) | set(trained)))
+    check(not taken, f"{SEEDS}.extra", f"seeds whose run names are free ({', '.join(taken)} is a method name)")
+    return cfg
+
+
+def runs(params: dict[str, Any]) -> dict[str, list[Run]]:
+    """Every evaluated method (``methods:`` order) -> its runs: its own first, then one per extra seed."""
+    seeds, trained = load_seeds(params), load_kind(params, "trained") if "trained" in params else {}
+    first = first_seed(params)
+    out = {}
+    for name in load_methods(params):
+        extra = [Run(run_name(name, s), s) for s in seeds.extra] if name in seeds.methods else []
+        out[name] = [Run(name, first if name in trained else None), *extra]
     return out
 
 

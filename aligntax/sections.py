@@ -39,7 +39,7 @@ from aligntax.config import (
 from aligntax.data.casing import TruecaseConfig
 from aligntax.data.download import DataConfig
 from aligntax.evaluate.run import EvaluateConfig
-from aligntax.methods import ENTRIES, registry, section_classes
+from aligntax.methods import ENTRIES, SEEDS, registry, section_classes
 from aligntax.models import PACKAGED, ModelConfig
 from aligntax.ner import SPACY_PACKAGED, NerConfig
 from aligntax.report.compare import CompareConfig
@@ -63,8 +63,8 @@ SECTIONS: dict[str, type] = {
     "summary": SummaryConfig,
 }
 """Stage section -> config dataclass. A method's section maps onto its module's CONFIG (the registry,
-aligntax/methods.py); `seed`, `launcher` and the method lists are checked on their own."""
-TOP_LEVEL = ("seed", "launcher", "methods", *ENTRIES)
+aligntax/methods.py); `seed`, `launcher`, the method lists and `seeds` are checked on their own."""
+TOP_LEVEL = ("seed", "launcher", "methods", *ENTRIES, SEEDS)
 """Top-level keys that are not sections."""
 
 

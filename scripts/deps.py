@@ -7,7 +7,8 @@ A stage's code is every aligntax/ and stages/ module its `stages/<x>.py` imports
 through others, plus the modules of the methods it loads by path through the registry
 (aligntax/methods.py): check-params every method's, train@* and fit-projection@* those of their
 kind (each stage's own module is its `${item.module}` dependency; what the modules import is
-listed), evaluate@* the decoding methods'. The list is written shortest-first-complete: a folder
+listed), evaluate@* the decoding methods'; a matrix over `${seeds.methods}` (train-seed@*,
+evaluate-seed@*) only those of the seeded methods. The list is written shortest-first-complete: a folder
 whose every .py file is in it stands for them. check-params depends on the whole aligntax folder
 instead (its output never changes, so re-running it re-runs nothing after it).
 
@@ -36,6 +37,8 @@ DYNAMIC = {
     "stages.evaluate": ("decoding",),
 }
 """Stage script -> the registry lists whose modules it imports by path."""
+SEEDED = "${seeds.methods}"
+"""A stage whose matrix runs `method` over this list loads only the seeded methods' modules."""
 UNITS = ("aligntax/data", "aligntax/evaluate", "aligntax/report", "aligntax/scoring")
 """Packages of one concern: a stage that imports any of their modules depends on the whole folder
 (one line; a change to a module it does not import re-runs it too). The packages with one module
@@ -87,9 +90,18 @@ def closure(module: str, root: Path = ROOT) -> set[Path]:
     return seen
 
 
-def method_modules(params: dict, kinds: tuple[str, ...]) -> list[str]:
-    """The module paths (aligntax/...py) of every entry of the registry lists ``kinds`` in params.yaml."""
-    return [entry["module"] for kind in kinds for entry in (params.get(kind) or {}).values()]
+def method_modules(params: dict, kinds: tuple[str, ...], names: list[str] | None = None) -> list[str]:
+    """The module paths (aligntax/...py) of the entries of the registry lists ``kinds`` in params.yaml
+    (only those named in ``names`` when given)."""
+    return [entry["module"] for kind in kinds for name, entry in (params.get(kind) or {}).items()
+            if names is None or name in names]
+
+
+def loaded_methods(body: dict, params: dict) -> list[str] | None:
+    """The methods a stage body runs when it is a matrix over the seeded methods, else None (all)."""
+    if (body.get("matrix") or {}).get("method") == SEEDED:
+        return list((params.get("seeds") or {}).get("methods") or [])
+    return None
 
 
 def stage_scripts(body: dict) -> list[str]:
@@ -110,7 +122,7 @@ def stage_code(name: str, body: dict, params: dict, root: Path = ROOT) -> set[st
     script = stage_script(body)
     files = set().union(*(closure(s, root) for s in stage_scripts(body)))
     own = ITEM_MODULE in (body.get("deps") or [])
-    for path in method_modules(params, DYNAMIC.get(script, ())):
+    for path in method_modules(params, DYNAMIC.get(script, ()), loaded_methods(body, params)):
         module = ".".join(Path(path).with_suffix("").parts)
         reached = closure(module, root)
         files |= reached - {root / path} if own else reached
@@ -175,17 +187,20 @@ def render(text: str, params: dict, root: Path = ROOT) -> str:
             stage, in_deps, in_params = header.group(1), False, False
         item = re.match(r"^(\s*)- ([^\s#:]+)\s*(#.*)?$", line)
         deps = re.match(r"^(\s+)deps:\s*$", line)
-        evaluates = stage is not None and stage_script(stages[stage].get("do", stages[stage])) == "stages.evaluate"
+        body = stages[stage].get("do", stages[stage]) if stage is not None else None
+        # evaluate@<method> runs the decoding methods too; evaluate-seed@* only seeded trained ones
+        evaluates = body is not None and stage_script(body) == "stages.evaluate" and loaded_methods(body, params) is None
         block = re.match(r"^(\s+)params:\s*$", line)
-        if evaluates and block:
+        if block:
             in_params, indent, generated = True, block.group(1), False
         elif in_params and line.strip() == SECTIONS_MARK:
             generated = True
             continue
-        elif in_params and item and (generated or item.group(2) in sections):
+        elif in_params and item and (generated or (evaluates and item.group(2) in sections)):
             continue
         elif in_params and not item:
-            out.extend([f"{indent}  {SECTIONS_MARK}\n", *(f"{indent}  - {section}\n" for section in sections)])
+            if evaluates:
+                out.extend([f"{indent}  {SECTIONS_MARK}\n", *(f"{indent}  - {section}\n" for section in sections)])
             in_params = False
         if stage and deps:
             in_deps = True

@@ -8,6 +8,8 @@ commands of dvc.yaml therefore hold only literal text and values of dvc.yaml its
 
 - `{name}` in ARGS is the item of a `foreach` stage (`sft` of `train@sft`), taken from the stage
   name DVC passes in $DVC_STAGE (or `--name` when run by hand) and checked as a method name;
+- `{method}` and `{seed}` are the two parts of the item of a matrix stage over a method and a
+  training seed (`sft` and `1` of `train-seed@sft-1`, DVC joining them with '-');
 - `--launcher` starts the stage through params.yaml `launcher` (python | accelerate launch
   --config_file configs/accelerate/<name>.yaml | torchrun --nproc_per_node N), checked and split
   into arguments here; without it the stage runs under this Python.
@@ -23,6 +25,8 @@ import sys
 from aligntax import cli
 
 PLACEHOLDER = "{name}"
+MATRIX_PLACEHOLDERS = ("{method}", "{seed}")
+MATRIX_ITEM = re.compile(r"(?P<method>.+)-(?P<seed>[0-9]{1,9})")
 STAGE_MODULE = re.compile(r"stages\.[a-z_]+")
 
 
@@ -42,6 +46,23 @@ def stage_item(name: str | None) -> str:
     return name
 
 
+def fill(args: list[str], name: str | None) -> list[str]:
+    """``args`` with `{name}`, or `{method}` and `{seed}` of a matrix item `<method>-<seed>`, filled in."""
+    if not any(p in a for a in args for p in (PLACEHOLDER, *MATRIX_PLACEHOLDERS)):
+        return args
+    item = stage_item(name)
+    args = [a.replace(PLACEHOLDER, item) for a in args]
+    if any(p in a for a in args for p in MATRIX_PLACEHOLDERS):
+        from aligntax.config import ConfigError
+
+        match = MATRIX_ITEM.fullmatch(item)
+        if match is None:
+            raise ConfigError(f"stages.launch: '{{method}}'/'{{seed}}' need a matrix stage item <method>-<seed> "
+                              f"(e.g. train-seed@sft-1), not {item!r}")
+        args = [a.replace("{method}", match["method"]).replace("{seed}", match["seed"]) for a in args]
+    return args
+
+
 def main() -> None:
     argv = sys.argv[1:]
     if "-m" not in argv:
@@ -56,9 +77,7 @@ def main() -> None:
 
     if STAGE_MODULE.fullmatch(module) is None or not os.path.isfile(module.replace(".", "/") + ".py"):
         raise ConfigError(f"stages.launch: '-m {module[:60]}' is not a stage script (stages/<stage>.py)")
-    if any(PLACEHOLDER in a for a in rest):
-        item = stage_item(args.name)
-        rest = [a.replace(PLACEHOLDER, item) for a in rest]
+    rest = fill(rest, args.name)
     start = check_launcher(read_params(args.params)) if args.launcher else ["python"]
     command = [sys.executable if start[0] == "python" else start[0], *start[1:], "-m", module, *rest]
     devnull = os.open(os.devnull, os.O_RDONLY)

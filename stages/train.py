@@ -3,6 +3,7 @@
 Reads models/base and the train posts (plus data/augment/train/groups.parquet for the methods that
 learn from negatives); writes models/<method>, metrics/train/<method>.json and DVCLive curves.
 The training itself is aligntax.train.core.train_method; the method's module holds what differs.
+`train-seed@<method>-<seed>` runs it with `--seed` and its own output paths (an extra training seed).
 
 Runs unchanged under a multi-process launcher (params.yaml `launcher`, e.g. `torchrun
 --nproc_per_node 2 -m stages.train ...`): only the main process writes the model, curves and metrics.
@@ -26,6 +27,8 @@ def main() -> None:
     p.add_argument("--metrics", help="metrics JSON (default: metrics/train/<method>.json)")
     p.add_argument("--live-dir", help="DVCLive training curves (default: dvclive/train_<method>)")
     p.add_argument("--checkpoints", help="checkpoint folder, train.save_steps (default: checkpoints/train_<method>)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="training seed of an extra run (params.yaml `seeds.extra`); default train.seed, else `seed`")
     args = p.parse_args()
     # A launcher stops the other processes with SIGTERM when one fails: exit through Python, so the
     # staged DVCLive folder and half-saved checkpoints are removed (core.train_method) and no partial output stays.
@@ -47,10 +50,15 @@ def main() -> None:
     method = load_method(entry, args.method)
     cfg = load_section(params, entry.section, method.CONFIG) if method.CONFIG is not None else None
     train_cfg = load_section(params, "train", TrainConfig)
+    seed = load_seed(params) if train_cfg.seed is None else train_cfg.seed
+    if args.seed is not None:
+        if args.seed < 0:
+            raise ValueError(f"--seed {args.seed}: use an integer >= 0 (params.yaml `seeds.extra`)")
+        seed = args.seed
     inputs = TrainInputs(
         base_dir=args.base, raw=read_parquet(args.train, RAW), train=train_cfg,
         model=load_section(params, "model", ModelConfig),
-        seed=load_seed(params) if train_cfg.seed is None else train_cfg.seed,
+        seed=seed,
         out_dir=args.out or f"models/{args.method}",
         groups=read_parquet(args.groups, GROUPS) if method.NEEDS_GROUPS else None,
         checkpoint_dir=args.checkpoints or f"checkpoints/train_{args.method}",

@@ -223,6 +223,7 @@ def _params() -> dict:
     params["train"] |= {"grad_accum": 1, "save_steps": 2, "logging_steps": 2}  # 4 steps, a checkpoint every 2
     params["scoring"]["faithfulness"] |= {"backend": "overlap"}  # the toxicity head is the one fitted here
     params["methods"] = {"sft": "models/sft", "contrastive": "models/contrastive"}
+    del params["seeds"]  # one run per method: no models/<method>-s<seed> here
     return params
 
 
@@ -238,6 +239,11 @@ def _preferences(method: str) -> pd.DataFrame:
             for post, shift in (("a", 0.0), ("b", 0.5), ("c", -0.2))
             for axis, kind, m in (("entity", "swap_ent", 1.0 + shift), ("toxic", "toxic_lexicon", 0.3 - shift))]
     return pd.DataFrame(rows)
+
+
+def _likelihoods(method: str) -> pd.DataFrame:
+    return pd.DataFrame([{"post_id": post, "method": method, "kind": "reference", "role": "positive", "text": "t",
+                          "logprob_sum": -20.0 + shift, "n_tokens": 10} for post, shift in (("a", 0.0), ("b", 1.0))])
 
 
 def _toxicity_head(folder: Path) -> None:
@@ -268,6 +274,7 @@ def workspace(tiny_llama_dir, tmp_path_factory) -> Path:
         (ws / "data" / "eval" / method).mkdir(parents=True, exist_ok=True)
         _scores(method).to_parquet(ws / "data" / "eval" / method / "scores.parquet", index=False)
         _preferences(method).to_parquet(ws / "data" / "eval" / method / "preferences.parquet", index=False)
+        _likelihoods(method).to_parquet(ws / "data" / "eval" / method / "likelihoods.parquet", index=False)
     for _, _, outputs in STAGES.values():
         for out in outputs:
             if not (ws / out).exists():

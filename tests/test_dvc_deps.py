@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from scripts.deps import DYNAMIC, ROOT, closure, method_modules, render, stage_script
+from scripts.deps import DYNAMIC, ROOT, closure, loaded_methods, method_modules, render, stage_script
 
 
 def _covered(rel: str, deps: list[str]) -> bool:
@@ -22,11 +22,14 @@ def test_every_stage_lists_its_import_closure():
         script = stage_script(body)
         deps = [d for d in body.get("deps", []) if isinstance(d, str)]
         items = params.get(stage["foreach"].strip("${}"), {}) if "foreach" in stage else {None: None}
+        if loaded_methods(body, params) is not None:  # a matrix over the seeded methods: one entry each
+            items = {name: None for name in loaded_methods(body, params)}
         for key, item in items.items():
             # a templated stage: resolve ${item.module} for each entry it iterates
             own = [item["module"]] if isinstance(item, dict) and "${item.module}" in deps else []
             files = closure(script)
-            for module in own or method_modules(params, DYNAMIC.get(script, ())):  # what it imports by path
+            names = [key] if loaded_methods(body, params) is not None else None
+            for module in own or method_modules(params, DYNAMIC.get(script, ()), names):  # imported by path
                 files |= closure(".".join(Path(module).with_suffix("").parts))
             lacking = sorted(rel for p in files if (rel := p.relative_to(ROOT).as_posix()) != "stages/__init__.py"
                              if not _covered(rel, deps + own))
@@ -73,3 +76,16 @@ def test_evaluate_params_follow_the_decoding_registry():
     del params["decoding"]["toy"], params["decoding"][next(iter(params["decoding"]))]
     rendered = yaml.safe_load(render(text, params))["stages"]["evaluate"]["do"]["params"]
     assert sections[0] not in rendered and sections[1:] == rendered[-len(sections[1:]):]
+
+
+def test_seed_stages_load_only_the_seeded_methods_modules():
+    """train-seed@* runs the methods of seeds.methods: their modules' closures, not every trained method's."""
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    body = stages["train-seed"]
+    assert loaded_methods(body, params) == params["seeds"]["methods"]
+    assert method_modules(params, ("trained",), ["sft"]) == [params["trained"]["sft"]["module"]]
+    assert loaded_methods(stages["train"]["do"], params) is None
+    # cda's word-list code is a dependency of every train@<method>, but not of a seeded sft/contrastive run
+    assert "aligntax/baselines/attributes.py" in stages["train"]["do"]["deps"]
+    assert "aligntax/baselines/attributes.py" not in body["deps"]

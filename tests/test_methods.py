@@ -15,8 +15,10 @@ from aligntax.methods import (
     load_decoding,
     load_method,
     load_methods,
+    load_seeds,
     method_config,
     registry,
+    runs,
     section_classes,
     trained_names,
 )
@@ -92,3 +94,22 @@ def test_kind_lists_are_mappings_of_checked_entries(params):
     params["fitted"] = {"inlp": {"module": "aligntax/baselines/inlp.py", "section": "inlp"}}
     with pytest.raises(ConfigError, match="missing key 'fitted.inlp.model'"):
         registry(params)
+
+
+def test_seeded_methods_get_one_run_per_extra_seed(params):
+    found = runs(params)
+    assert [(r.name, r.seed) for r in found["sft"]] == [("sft", 0), ("sft-s1", 1), ("sft-s2", 2)]
+    assert [r.name for r in found["contrastive"]] == ["contrastive", "contrastive-s1", "contrastive-s2"]
+    assert [(r.name, r.seed) for r in found["base"]] == [("base", None)]
+
+
+@pytest.mark.parametrize(("seeds", "message"), [
+    ({"methods": ["inlp"], "extra": [1]}, r"seeds\.methods\[0\]"),
+    ({"methods": ["sft", "sft"], "extra": [1]}, "each method once"),
+    ({"methods": ["sft"], "extra": [0]}, r"seeds\.extra\[0\]"),
+    ({"methods": ["sft"], "extra": [2**32]}, r"seeds\.extra\[0\]"),
+    ({"methods": ["sft"], "extra": [1, 1]}, "each seed once"),
+])
+def test_bad_seeds_are_named(params, seeds, message):
+    with pytest.raises(ConfigError, match=message):
+        load_seeds(copy.deepcopy(params) | {"seeds": seeds})

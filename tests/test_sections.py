@@ -23,7 +23,7 @@ def test_shipped_params_pass_and_every_section_is_known():
     sections = all_sections(params)
     assert set(loaded) == set(sections) and set(SECTIONS) < set(sections)
     assert set(params) == set(sections) | set(TOP_LEVEL)
-    assert set(TOP_LEVEL) == {"seed", "launcher", "methods", "trained", "fitted", "decoding"}
+    assert set(TOP_LEVEL) == {"seed", "launcher", "methods", "trained", "fitted", "decoding", "seeds"}
 
 
 def test_a_method_section_is_known_only_while_its_method_is_listed():

@@ -103,31 +103,49 @@ def instruments(scorers: dict, toxicity: str, faithfulness: str) -> list[str]:
     ]
 
 
+def _seeds(r: pd.Series | dict, seeds: dict[str, int]) -> str:
+    n = seeds.get(r["method"], 1)
+    return f"{n} (mean)" if n > 1 else "1"
+
+
 def markdown(table: pd.DataFrame, reference: str, confidence: float, png_name: str | None,
-             prefs: pd.DataFrame | None = None, header: list[str] | None = None) -> str:
+             prefs: pd.DataFrame | None = None, header: list[str] | None = None,
+             likelihood: pd.DataFrame | None = None, per_seed: pd.DataFrame | None = None,
+             family: int = 0) -> str:
     """reports/comparison.md: the main table (deltas vs the reference with CIs and MDEs), the
-    preference table, the patterns."""
+    references' likelihood, the preference tables per axis, the seeds, the patterns."""
     level = f"{100 * confidence:g}%"
     n = int(table["n"].min())
+    seeds = dict(zip(table["method"], table["seeds"].astype(int), strict=True))
+    seeded = [m for m, k in seeds.items() if k > 1]
+    seed_text = (
+        f"**Seeds**: {', '.join(f'`{m}`' for m in seeded)} are means over their training seeds (column *seeds*; "
+        "each run in the *Seeds* table below), and their intervals resample seeds as well as posts, so they hold "
+        "the seed variance (aligntax/report/stats.py). A method with seeds 1 was trained once: its interval holds "
+        "no seed variance of its own. " if seeded else
+        "Every method here has one training seed: the intervals hold no seed variance. ")
     lines = [
         "# Comparing methods",
         "",
         f"{n} eval posts per method, greedy decoding. Deltas are against `{reference}` on the same posts, "
-        f"with {level} paired bootstrap intervals; the alignment tax is a negative Δ faithfulness. "
-        f"MDE: the minimum detectable effect of that Δ at 80% power (α {1 - confidence:g}, paired, this n): "
-        "a Δ inside ±MDE cannot be told from no effect. **Bold** Δ and the verdict: Benjamini–Hochberg "
-        f"adjusted p (paired t-test) < {1 - confidence:g} over every Δ toxicity, Δ faithfulness and Δ margin "
-        "in this report.",
+        f"with {level} paired bootstrap intervals; the alignment tax is a negative Δ faithfulness. " + seed_text +
+        f"MDE: the minimum detectable effect of that Δ at 80% power (α {1 - confidence:g}, this n): a Δ inside "
+        "±MDE cannot be told from no effect. **Bold** Δ and the verdict: Benjamini–Hochberg adjusted p "
+        f"< {1 - confidence:g} over one family of {family} Δs against `{reference}`: Δ toxicity, Δ faithfulness, "
+        "the per-token Δ margin of every preference axis and kind that has an interval, and Δ log-likelihood of "
+        "the references and of the positives, of every method (the summed-margin Δs of metrics/compare.json and "
+        "the per-seed Δs are not tested).",
         "",
         *(header or []),
         "",
-        f"| method | toxicity, non-empty [{level} CI] | Δ toxicity | MDE | empty | faithfulness [{level} CI] | "
+        f"| method | seeds | toxicity, non-empty [{level} CI] | Δ toxicity | MDE | empty | faithfulness [{level} CI] | "
         "Δ faithfulness | MDE | toxic ≥ thr. | entity halluc. | ROUGE-1/2/L | words | verdict |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for _, r in table.iterrows():
         cells = [
             f"`{r['method']}`",
+            _seeds(r, seeds),
             _ci(r["toxicity"], r["toxicity_low"], r["toxicity_high"]),
             *_delta(r, "d_toxicity", reference, 1 - confidence),
             _pct(r["empty_rate"]),
@@ -140,8 +158,12 @@ def markdown(table: pd.DataFrame, reference: str, confidence: float, png_name: s
             verdict(r, reference, 1 - confidence),
         ]
         lines.append("| " + " | ".join(cells) + " |")
+    if likelihood is not None and len(likelihood):
+        lines += likelihood_lines(likelihood, reference, confidence, seeds)
     if prefs is not None and len(prefs):
-        lines += preference_lines(prefs, reference, confidence)
+        lines += preference_lines(prefs, reference, confidence, seeds)
+    if per_seed is not None and len(per_seed):
+        lines += seed_lines(per_seed, reference)
     lines += [
         "",
         "## Output patterns (share of generations)",
@@ -157,10 +179,117 @@ def markdown(table: pd.DataFrame, reference: str, confidence: float, png_name: s
         "",
         "Definitions: aligntax/evaluate/patterns.py (patterns), aligntax/evaluate/metrics.py (entity "
         "hallucination = share of summary entities absent from the post), aligntax/evaluate/preference.py "
-        "(preferences), aligntax/report/compare.py (statistics).",
+        "(preferences and likelihoods), aligntax/report/preferences.py (per-kind and axis rows), "
+        "aligntax/report/stats.py and aligntax/report/compare.py (statistics).",
         "",
     ]
     return "\n".join(lines)
+
+
+def likelihood_lines(rows: pd.DataFrame, reference: str, confidence: float, seeds: dict[str, int]) -> list[str]:
+    """The references' likelihood table: log-prob per token per method, Δ vs the reference."""
+    alpha = 1 - confidence
+    lines = [
+        "",
+        "## The references' likelihood (the alignment tax in the model's own probabilities)",
+        "",
+        "Mean log-probability per token (nats/token, eos included) the method gives the eval post's reference "
+        "summary after the prompt, over the eval posts with a group; *positives*: per post the mean over the "
+        "reference and its back-translated paraphrases. A negative Δ: the method finds the human summaries "
+        f"less likely than `{reference}` does. Δ paired over posts.",
+        "",
+        "| method | seeds | posts | reference (nats/token) | Δ reference | MDE | positives (nats/token) | Δ positives | MDE |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for _, r in rows.iterrows():
+        if r.get("note") and r["note"] != "reference":
+            lines.append(f"| `{r['method']}` | {_seeds(r, seeds)} | {r['note']} |  |  |  |  |  |  |")
+            continue
+        lines.append("| " + " | ".join([
+            f"`{r['method']}`", _seeds(r, seeds), str(int(r["posts"])), _num(r["reference"]),
+            *_delta(r, "d_reference", reference, alpha), _num(r["positives"]),
+            *_delta(r, "d_positives", reference, alpha)]) + " |")
+    return lines
+
+
+def _kind_cell(r: pd.Series) -> str:
+    if r["kind"]:
+        return r["kind"]
+    kinds = r.get("kinds")
+    return f"**axis** ({', '.join(kinds)})" if isinstance(kinds, list) and kinds else "**axis**"
+
+
+def preference_lines(prefs: pd.DataFrame, reference: str, confidence: float,
+                     seeds: dict[str, int] | None = None) -> list[str]:
+    """One table per axis: per method its kinds and the axis (per-token margins), Δ vs the reference."""
+    level, alpha, seeds = f"{100 * confidence:g}%", 1 - confidence, seeds or {}
+    lines = [
+        "",
+        "## Likelihood preferences per negative kind (per-token margins, nats/token)",
+        "",
+        "Margin = mean log-prob per token of the preferred summary − that of the negative, after the same prompt, "
+        "under the method's decoding distribution; accuracy = share of pairs with margin > 0. `entity`: the "
+        "reference vs swap_ent / mask_regen / sys_lowcon; `toxic`: the reference vs toxic_lm / toxic_lexicon; "
+        "`paraphrase`: a back-translated paraphrase vs each negative. A kind's value is the mean over the posts "
+        "that have it (a post's pairs of the kind averaged first); the **axis** row gives each kind it lists the "
+        "same weight, whatever the kinds of a post, and leaves out a kind with too few posts for an interval. "
+        f"Δ: paired over posts, {level} bootstrap CI, MDE at 80% power. The summed margins (nats) are in "
+        "metrics/compare.json (`pref_<axis>.summed`).",
+    ]
+    for axis in [a for a in dict.fromkeys(prefs["axis"]) if a != "all"]:
+        lines += ["", f"### {axis}", "",
+                  "| method | seeds | kind | pairs (posts) | accuracy | margin | Δ margin | MDE |",
+                  "|---|---|---|---|---|---|---|---|"]
+        rows = prefs[(prefs["axis"] == axis) & (prefs["unit"] == "token")]
+        for method in dict.fromkeys(rows["method"]):
+            mine = rows[rows["method"] == method]
+            for _, r in pd.concat([mine[mine["kind"] == ""], mine[mine["kind"] != ""]]).iterrows():
+                lines.append(_pref_line(r, reference, alpha, seeds))
+    for _, r in prefs[prefs["axis"] == "all"].iterrows():
+        lines.append(f"\n`{r['method']}`: no preferences ({r['note']}).")
+    return lines
+
+
+def _pref_line(r: pd.Series, reference: str, alpha: float, seeds: dict[str, int]) -> str:
+    note = r.get("note") or ""
+    head = [f"`{r['method']}`", _seeds(r, seeds), _kind_cell(r)]
+    if note.startswith("missing") or note == "no kind with enough posts":
+        return "| " + " | ".join([*head, f"{int(r['pairs'])} ({int(r['posts'])})", note, "", "", ""]) + " |"
+    counts = f"{int(r['pairs'])} ({int(r['posts'])})"
+    if note.startswith("too few"):
+        point = "" if pd.isna(r.get("d_margin")) else f"{_num(r['d_margin'], True)}, "
+        delta = [f"{point}{note}", "–"]
+    elif r["method"] == reference or pd.isna(r.get("d_margin")):
+        delta = [note or "n/a", "–"]
+    else:
+        delta = _delta(r, "d_margin", reference, alpha)
+        if "without" in note:
+            delta[0] += f" ({note})"
+    return "| " + " | ".join([*head, counts, _pct(r["accuracy"]), _num(r["margin"], True), *delta]) + " |"
+
+
+def seed_lines(rows: pd.DataFrame, reference: str) -> list[str]:
+    """Each run of a seeded method: its Δs vs the reference's seed mean (point estimates)."""
+    axes = [c.removeprefix("d_margin_") for c in rows.columns if c.startswith("d_margin_")]
+    lines = [
+        "",
+        "## Seeds",
+        "",
+        f"Each training seed's run on its own, Δ against `{reference}`'s seed mean (point estimates, per-token "
+        "margins over the kinds of each axis row). Their spread is the seed variance the seed-mean intervals "
+        "above include.",
+        "",
+        "| method | run | training seed | Δ toxicity | Δ faithfulness | Δ reference log-lik | "
+        + " | ".join(f"Δ margin {a}" for a in axes) + " |",
+        "|---|---|---|---|---|---|" + "---|" * len(axes),
+    ]
+    for _, r in rows.iterrows():
+        lines.append("| " + " | ".join([
+            f"`{r['method']}`", f"`{r['run']}`", "n/a" if pd.isna(r["seed"]) else str(int(r["seed"])),
+            _num(r["d_toxicity"], True), _num(r["d_faithfulness"], True),
+            _num(r.get("d_likelihood_reference", float("nan")), True),
+            *(_num(r.get(f"d_margin_{a}", float("nan")), True) for a in axes)]) + " |")
+    return lines
 
 
 # Label positions tried in order (offset in points, alignment), near to far: the first spot that
@@ -195,32 +324,6 @@ def place_labels(ax: Axes, xs: list[float], ys: list[float], names: list[str], c
         taken.append(box)
         labels.append(label)
     return labels
-def preference_lines(prefs: pd.DataFrame, reference: str, confidence: float) -> list[str]:
-    """The preference table: accuracy and mean margin per method and axis, Δ vs the reference."""
-    level, alpha = f"{100 * confidence:g}%", 1 - confidence
-    lines = [
-        "",
-        "## Likelihood preferences (all eval posts with a group)",
-        "",
-        "Margin = log P(preferred | prompt) − log P(negative | prompt) under the method's decoding "
-        "distribution; accuracy = share of pairs with margin > 0. `entity`: reference vs swap_ent / "
-        "mask_regen / sys_lowcon, summed log-prob (nats); `toxic`: reference vs toxic_lm / toxic_lexicon, "
-        "per-token mean (nats/token); `paraphrase`: back-translated paraphrase vs every negative, per-token "
-        f"mean. Δ: paired over posts (per-post means), {level} bootstrap CI, MDE at 80% power.",
-        "",
-        "| method | axis | pairs (posts) | accuracy | Δ accuracy | MDE | mean margin | Δ margin | MDE |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for _, r in prefs.iterrows():
-        if r["axis"] == "all" or r.get("note"):
-            lines.append(f"| `{r['method']}` | {r['axis']} | {r['note']} |  |  |  |  |  |  |")
-            continue
-        lines.append("| " + " | ".join([
-            f"`{r['method']}`", r["axis"], f"{int(r['pairs'])} ({int(r['posts'])})", _pct(r["accuracy"]),
-            *_delta(r, "d_accuracy", reference, alpha, 2), _num(r["margin"], True),
-            *_delta(r, "d_margin", reference, alpha),
-        ]) + " |")
-    return lines
 
 
 def tradeoff_png(table: pd.DataFrame, reference: str, path: str | Path) -> None:

@@ -22,11 +22,15 @@ from aligntax.config import check
 # compare.json key -> short summary key (short keys keep `dvc exp show` columns narrow)
 COMPARE_KEYS = {"toxicity": "tox", "faithfulness": "faith"}
 DELTA_KEYS = {"d_toxicity": "d_tox", "d_faithfulness": "d_faith"}
+# compare.json `likelihood` key -> summary key: the references' (and positives') mean log-prob per
+# token and their Δ vs the reference method (the likelihood face of the alignment tax)
+LIKELIHOOD_KEYS = {"reference": "ll_ref", "positives": "ll_pos"}
+LIKELIHOOD_DELTA_KEYS = {"d_reference": "d_ll_ref", "d_positives": "d_ll_pos"}
 # training metrics key -> summary key: the run's mean loss, the CE of the last logging interval,
 # the contrastive loss weight (what loss.scale changes)
 TRAIN_KEYS = {"train_loss": "loss", "ce_last": "ce", "w_posts_mean": "w"}
 # leaves of a `preference` object that are intervals, power or counts, not results to compare
-PREF_SKIP_SUFFIXES = ("_low", "_high", "low", "high", "mde")
+PREF_SKIP_SUFFIXES = ("_low", "_high", "low", "high", "mde", "_se", "_p", "_q")
 # dict levels kept below a preference object: preference.axes.<axis>.accuracy is kept, a deeper
 # per-kind breakdown (preference.axes.<axis>.kinds.<kind>.accuracy) stays in the evaluate JSON
 PREF_DEPTH = 3
@@ -88,7 +92,8 @@ def method_summary(
     name: str, compared: dict[str, Any], evaluated: dict[str, Any], trained: dict[str, Any] | None,
     reference: str, digits: int,
 ) -> dict[str, Any]:
-    """One method's curated numbers: tox, faith, their deltas vs the reference, preferences, losses."""
+    """One method's curated numbers: tox, faith, their deltas vs the reference, the references'
+    likelihood and its delta, preferences, losses."""
     out: dict[str, Any] = {}
     # the reference's deltas are 0 by construction
     for key, short in (COMPARE_KEYS | DELTA_KEYS if name != reference else COMPARE_KEYS).items():
@@ -97,6 +102,11 @@ def method_summary(
             raise ValueError(f"compare metrics of '{name}' lack a number '{key}'; re-create them with `dvc repro compare`")
         # null: undefined for this method (toxicity when every generation is empty), kept as null
         out[short] = None if value is None else rounded(value, digits)
+    likelihood = compared.get("likelihood")
+    wanted = LIKELIHOOD_KEYS | (LIKELIHOOD_DELTA_KEYS if name != reference else {})
+    for key, short in wanted.items():
+        if isinstance(likelihood, dict) and _is_number(likelihood.get(key)):
+            out[short] = rounded(likelihood[key], digits)
     # preferences: compare's per-axis groups (`pref_<axis>`, with deltas vs the reference) when it
     # wrote them, else the evaluate JSON's own `preference` object
     groups = {k: preference_values(v, digits) for k, v in compared.items() if str(k).startswith("pref")}
@@ -115,7 +125,8 @@ def summarize(
     methods: list[str], compared: dict[str, Any], evaluated: dict[str, dict[str, Any]],
     trained: dict[str, dict[str, Any]], reference: str, cfg: SummaryConfig,
 ) -> dict[str, Any]:
-    """metrics/summary.json: ``{method: {tox, faith, d_tox, d_faith, pref..., loss, ce, w}}`` in ``methods`` order."""
+    """metrics/summary.json: ``{method: {tox, faith, d_tox, d_faith, ll_ref, d_ll_ref, ..., pref..., loss, ce, w}}``
+    in ``methods`` order."""
     if reference not in methods:
         raise ValueError(f"compare.reference '{reference}' is not listed under 'methods' ({', '.join(methods)}); "
                          "add it or change compare.reference in params.yaml")
@@ -185,11 +196,11 @@ def table(summary: dict[str, Any], digits: int = SummaryConfig.digits) -> str:
     def cell(values: dict[str, Any], key: str) -> str:
         return f"{values[key]:.{digits}f}" if _is_number(values.get(key)) else "-"
 
-    columns = ["tox", "faith", "d_tox", "d_faith", "loss", "ce", "w"]
+    columns = ["tox", "faith", "d_tox", "d_faith", "ll_ref", "d_ll_ref", "loss", "ce", "w"]
     lines = _rows(["method", *columns], [[m, *(cell(v, c) for c in columns)] for m, v in summary.items()])
     groups = [(m, g, v[g]) for m, v in summary.items() for g in v if g.startswith("pref_") and isinstance(v[g], dict)]
     if groups:
-        keys = list(dict.fromkeys(k for _, _, values in groups for k in values))
+        keys = list(dict.fromkeys(k for _, _, values in groups for k, v in values.items() if not isinstance(v, dict)))
         lines += [""] + _rows(["method", "preference", *keys],
                               [[m, g.removeprefix("pref_"), *(cell(values, k) for k in keys)] for m, g, values in groups])
     return "\n".join(lines)

@@ -149,8 +149,29 @@ def test_table_has_one_aligned_row_per_method():
     lines = table(out).splitlines()
     assert [line.split()[0] for line in lines] == ["method", "sft", "contrastive", "base"]
     assert lines[2].split()[1:5] == ["0.125", "0.402", "-0.060", "-0.034"]
-    assert lines[1].split()[3:6] == ["-", "-", "3.960"]
+    assert lines[1].split()[3:8] == ["-", "-", "-", "-", "3.960"]
     assert len({len(line) for line in lines}) == 1 and len(lines[0]) < 100
+
+
+def test_references_likelihood_and_per_kind_preferences_reach_the_summary():
+    like = {"note": "", "posts": 24, "reference": -2.01234, "positives": -2.51, "d_reference": -0.61789,
+            "d_reference_low": -0.8, "d_reference_mde": 0.1, "d_reference_p": 0.001, "d_reference_q": 0.004,
+            "d_positives": -0.4}
+    pref = {"pairs": 40, "margin": 0.2345, "d_margin": 0.0512, "d_margin_se": 0.02, "d_margin_p": 0.01,
+            "d_margin_q": 0.03, "d_margin_low": 0.01, "summed": {"margin": 2.5, "d_margin": 0.4},
+            "kinds": {"swap_ent": {"posts": 24, "d_margin": 0.0201}, "sys_lowcon": {"note": "too few: 3 posts (< 5)"}}}
+    compared = {**COMPARED, "sft": {**COMPARED["sft"], "likelihood": {"reference": -1.4, "positives": -1.9}},
+                "contrastive": {**COMPARED["contrastive"], "likelihood": like, "pref_entity": pref}}
+    out = summarize(["sft", "contrastive", "base"], compared, {}, {}, "sft", SummaryConfig())
+    assert out["sft"] == {"tox": 0.185, "faith": 0.436, "ll_ref": -1.4, "ll_pos": -1.9}
+    c = out["contrastive"]
+    assert (c["ll_ref"], c["ll_pos"], c["d_ll_ref"], c["d_ll_pos"]) == (-2.012, -2.51, -0.618, -0.4)
+    # intervals, SEs, p and q values are run facts; per-kind Δs and the summed unit stay
+    assert c["pref_entity"] == {"margin": 0.234, "d_margin": 0.051, "kinds": {"swap_ent": {"d_margin": 0.02}},
+                                "summed": {"margin": 2.5, "d_margin": 0.4}}
+    lines = table(out).splitlines()
+    assert lines[0].split()[5:7] == ["ll_ref", "d_ll_ref"] and lines[2].split()[5:7] == ["-2.012", "-0.618"]
+    assert lines[lines.index("") + 1].split() == ["method", "preference", "margin", "d_margin"]
 
 
 def test_table_lists_preference_axes_per_method():

@@ -116,6 +116,7 @@ def _add_toy(root: Path) -> None:
     params["toy"] = {"weight": 2.0}
     params["trained"]["toy"] = {"module": "aligntax/baselines/toy.py", "section": "toy", "data": "data/raw/train.parquet"}
     params["methods"]["toy"] = "models/toy"
+    params["seeds"] = {"methods": ["toy"], "extra": [1]}  # and one extra training seed, through the matrix stages
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
@@ -135,9 +136,11 @@ def test_a_toy_method_goes_through_the_pipeline_by_its_module_and_params_alone(t
         return run
 
     dvc("init", "--no-scm")
-    assert {"train@toy", "evaluate@toy"} <= set(dvc("stage", "list", "--name-only").stdout.split())
+    assert {"train@toy", "evaluate@toy", "train-seed@toy-1", "evaluate-seed@toy-1"} <= set(
+        dvc("stage", "list", "--name-only").stdout.split())
     logs = {stage: dvc("repro", "-s", stage) for stage in
-            ("check-params", "train@toy", "evaluate@base", "evaluate@toy", "compare", "summarize")}
+            ("check-params", "train@toy", "train-seed@toy-1", "evaluate@base", "evaluate@toy", "evaluate-seed@toy-1",
+             "compare", "summarize")}
 
     metrics = json.loads((root / "metrics" / "train" / "toy.json").read_text())
     assert metrics["method"] == "toy" and metrics["steps"] == 2 and metrics["rows"]["kept"] == 4
@@ -157,7 +160,11 @@ def test_a_toy_method_goes_through_the_pipeline_by_its_module_and_params_alone(t
     assert evaluated["method"] == "toy" and evaluated["n"] == 3 and evaluated["preference"]["applicable"]
     compared = json.loads((root / "metrics" / "compare.json").read_text())
     assert compared["methods"] == 2 and set(compared["toy"]) >= {"d_toxicity", "d_faithfulness"}
-    assert "| `toy` |" in (root / "reports" / "comparison.md").read_text()
+    assert compared["toy"]["seeds"] == 2 and [r["run"] for r in compared["toy"]["per_seed"]] == ["toy", "toy-s1"]
+    assert [r["seed"] for r in compared["toy"]["per_seed"]] == [0, 1]
+    seeded = json.loads((root / "metrics" / "train" / "toy-s1.json").read_text())
+    assert seeded["method"] == "toy" and seeded["ce_first"] != metrics["ce_first"]  # another init and order
+    assert "| `toy` | 2 (mean) |" in (root / "reports" / "comparison.md").read_text()
     summary = json.loads((root / "metrics" / "summary.json").read_text())
     assert list(summary) == ["base", "toy"] and "loss" in summary["toy"]
     curves = json.loads((root / "metrics" / "train_curves.json").read_text())
