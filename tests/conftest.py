@@ -73,6 +73,16 @@ def frozen_store(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def state_store(tmp_path_factory, monkeypatch) -> Path:
+    """Evaluation's shared-bottom store (aligntax/evaluate/bottom.py) in a folder of each test's own, not
+    ~/.cache: the store remembers the split a base's derived models used, which must not leak between
+    tests (nor between test processes)."""
+    path = tmp_path_factory.mktemp("state-store")
+    monkeypatch.setenv("ALIGNTAX_STATE_CACHE", str(path))
+    return path
+
+
 @pytest.fixture(scope="session")
 def build_tiny():
     """``build_tiny_model`` for tests that build their own tiny models (path, family, seed)."""
