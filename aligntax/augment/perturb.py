@@ -55,8 +55,9 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class PerturbConfig:
-    negatives: list[Literal[ENTITY_KINDS]] = field(default_factory=lambda: list(ENTITY_KINDS))
-    """Entity/system negatives to build (toxic ones come from toxify)."""
+    negatives: list[Literal[ENTITY_KINDS]] = field(default_factory=lambda: ["swap_ent", "mask_regen"])
+    """Entity/system negatives to build (toxic ones come from toxify); sys_lowcon is off by default
+    (docs/augmentation.md: its filter keeps too few beams for its cost)."""
     max_swaps: int = 2
     """swap_ent replaces 1..max_swaps summary entities (paper: 1-2)."""
     swap_variants: int = 2
