@@ -92,7 +92,8 @@ def test_lm_negatives_on_tiny_llama(tiny_llama_dir):
     model, tok = lm.load_lm(str(tiny_llama_dir), "unused")
     gen = (model, tok, lm.newline_ids(tok))
     posts, positives, toxic = inputs()
-    cfg = PerturbConfig(lowcon_share=1.0, lowcon_beams=3, lowcon_max_new_tokens=6, max_pair_jaccard=1.0)
+    cfg = PerturbConfig(negatives=["swap_ent", "mask_regen", "sys_lowcon"], lowcon_share=1.0, lowcon_beams=3,
+                        lowcon_max_new_tokens=6, max_pair_jaccard=1.0)
     df, counts = perturb_chunk(posts, positives, toxic, 0, cfg, 0, TEMPLATE, FakeNer(), tox, gen,
                                max_reference_toxicity=0.5)
     validate(df, GROUPS, "groups")
@@ -214,7 +215,8 @@ def test_sys_lowcon_is_filtered_and_posts_get_several_entity_negatives(monkeypat
     _, tok = lm.load_lm(str(tiny_llama_dir), "unused")
     fake_lm(monkeypatch, fills={"": ["denver", "john"], "john flew from": ["boston", "chicago", "denver"]})
     posts, positives, toxic = inputs()
-    cfg = PerturbConfig(lowcon_share=1.0, lowcon_keep=2, swap_variants=2, mask_variants=2)
+    cfg = PerturbConfig(negatives=["swap_ent", "mask_regen", "sys_lowcon"], lowcon_share=1.0, lowcon_keep=2,
+                        swap_variants=2, mask_variants=2)
     df, counts = perturb_chunk(posts, positives, toxic, 0, cfg, 0, TEMPLATE, FakeNer(), tox, (None, tok, None),
                                max_reference_toxicity=0.5)
     validate(df, GROUPS, "groups")
