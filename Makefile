@@ -29,7 +29,7 @@ test: install
 # The paper profile (configs/profiles/paper.yaml): every stage and method through `dvc repro` on tiny
 # hub-shaped stand-ins, offline (tests/paper, docs/paper-profile.md); ~10 min on 2 cores, so not in `make test`.
 test-paper: install
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q -n $(TEST_PROCS) -m paper tests/paper
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q -n $(TEST_PROCS) --dist loadfile -m paper tests/paper
 
 lint: install
 	$(BIN)/ruff check aligntax stages tests bench scripts

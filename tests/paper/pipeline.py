@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pandas as pd
+from filelock import FileLock
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -54,16 +55,21 @@ class Run:
 
 
 def standins_home() -> Path:
-    """The stand-ins, built once per version of standins.py (cached under .pytest_cache)."""
+    """The stand-ins, built once per version of standins.py (cached under .pytest_cache).
+
+    Under a file lock: pytest-xdist workers that ask at the same time wait for one build (two builds
+    racing on one folder deleted each other's stand-ins while a pipeline read them)."""
     key = hashlib.sha256((HERE / "standins.py").read_bytes()).hexdigest()[:12]
     home = ROOT / ".pytest_cache" / "aligntax" / f"standins-{key}"
-    if not (home / "standins.json").is_file():
-        tmp = home.with_name(home.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        subprocess.run([sys.executable, str(HERE / "standins.py"), str(tmp)], check=True, capture_output=True)
-        shutil.rmtree(home, ignore_errors=True)
-        tmp.rename(home)
-        # datasets and flair remember the folder they were built in only through these env vars: no paths to fix
+    home.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(home.with_name(home.name + ".lock"))):
+        if not (home / "standins.json").is_file():
+            tmp = home.with_name(f"{home.name}.{os.getpid()}.tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            subprocess.run([sys.executable, str(HERE / "standins.py"), str(tmp)], check=True, capture_output=True)
+            shutil.rmtree(home, ignore_errors=True)
+            tmp.rename(home)
+            # datasets and flair remember the folder they were built in only through these env vars: no paths to fix
     return home
 
 
