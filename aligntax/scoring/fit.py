@@ -139,15 +139,18 @@ def entity_swaps(posts: list[str], summaries: list[str], ner: Ner, seed: int) ->
 
     Columns: index (into the inputs), summary, swapped, label, original, replacement."""
     rng = np.random.default_rng(seed)
-    post_ents, summ_ents = ner.entities(posts), ner.entities(summaries)
+    # the original must occur in the post too, so entity presence cannot tell them apart; only the
+    # posts that have such an entity are read by the NER (most summaries name none: ~6x less NER)
+    present = [[e for e in ents if re.search(rf"(?<!\w){re.escape(e.text.lower().strip())}(?!\w)", post.lower())]
+               for post, ents in zip(posts, ner.entities(summaries), strict=True)]
+    wanted = [i for i, ents in enumerate(present) if ents]
+    post_ents = dict(zip(wanted, ner.entities([posts[i] for i in wanted]), strict=True))
     rows = []
-    for i, (summary, s_ents, p_ents) in enumerate(zip(summaries, summ_ents, post_ents, strict=True)):
-        post_lower = posts[i].lower()
+    for i in wanted:
+        summary, p_ents = summaries[i], post_ents[i]
         options = []
-        for e in s_ents:
+        for e in present[i]:
             norm = e.text.lower().strip()
-            if not re.search(rf"(?<!\w){re.escape(norm)}(?!\w)", post_lower):
-                continue  # the original must occur in the post too, so entity presence cannot tell them apart
             cands = sorted({p.text.strip() for p in p_ents if p.label == e.label and p.text.lower().strip() != norm
                             and norm not in p.text.lower() and p.text.lower().strip() not in norm})
             options += [(e, c) for c in cands]
