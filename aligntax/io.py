@@ -7,6 +7,7 @@ previous output untouched, and raises one OSError naming the output (``write_err
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import shutil
@@ -169,3 +170,9 @@ def write_atomic(path: str | Path, write: Callable[[Path], None]) -> None:
     """Call ``write(tmp_path)`` and move the result onto ``path`` only if it succeeds."""
     with atomic_path(path) as tmp:
         write(tmp)
+
+
+def file_digest(path: str | Path, algorithm: str = "sha256") -> str:
+    """Hex digest of a file's bytes (``hashlib.file_digest``, read in blocks)."""
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, algorithm).hexdigest()

@@ -68,7 +68,8 @@ def main() -> None:
         runs = {
             "backtranslate": lambda: run_backtranslate(
                 str(train), str(tmp / "p.parquet"), str(tmp / "w"), bt, lambda: load_ner(ner_cfg),
-                None if bt.meaning_filter == "none" else meaning, seed, base_dir=args.base_model),
+                None if bt.meaning_filter == "none" else meaning, seed, base_dir=args.base_model,
+                toxicity_factory=toxicity, max_reference_toxicity=tox.max_reference_toxicity),
             "toxify": lambda: run_toxify(str(train), str(tmp / "t.parquet"), str(tmp / "w"), tox, args.base_model,
                                          toxicity, seed),
             "entity-perturb": lambda: run_perturb(

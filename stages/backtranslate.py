@@ -19,6 +19,7 @@ def main() -> None:
     args = p.parse_args()
 
     from aligntax.augment.backtranslate import BacktranslateConfig, embedding_meaning, run_backtranslate
+    from aligntax.augment.toxify import ToxifyConfig
     from aligntax.config import load_section, load_seed, read_params
     from aligntax.io import write_json
     from aligntax.ner import NerConfig, load_ner
@@ -36,10 +37,17 @@ def main() -> None:
                                           scorer_dir=args.scorers, ner=load_ner(ner_cfg))
         return scorer.score
 
+    def toxicity():
+        from aligntax.scoring import ScoringConfig, load_toxicity_scorer
+
+        return load_toxicity_scorer(load_section(params, "scoring", ScoringConfig).toxicity,
+                                    scorer_dir=args.scorers).score
+
     metrics = run_backtranslate(args.train, args.out, args.work_dir, cfg, lambda: load_ner(ner_cfg),
                                 None if cfg.meaning_filter == "none" else meaning, load_seed(params),
                                 [ner_cfg, params.get("scoring")], args.base_model,
-                                input_dirs=[args.scorers])
+                                input_dirs=[args.scorers], toxicity_factory=toxicity,
+                                max_reference_toxicity=load_section(params, "toxify", ToxifyConfig).max_reference_toxicity)
     if metrics is not None:
         write_json(metrics, args.metrics)
 

@@ -1,7 +1,9 @@
+import hashlib
+
 import pandas as pd
 import pytest
 
-from aligntax.io import atomic_dir, read_parquet, write_json, write_parquet
+from aligntax.io import atomic_dir, file_digest, read_parquet, write_json, write_parquet
 from aligntax.schema import GROUPS, RAW, SchemaError
 
 
@@ -108,3 +110,12 @@ def test_raw_posts_need_rows_and_unique_ids(tmp_path):
     dup = good.assign(id=["a", "a"])
     with pytest.raises(SchemaError, match=r"column 'id' repeats 1 value\(s\) \(first 'a'\)"):
         write_parquet(dup, tmp_path / "d.parquet", RAW)
+
+
+def test_file_digest_hashes_the_bytes_with_the_named_algorithm(tmp_path):
+    data = bytes(range(256)) * 5000  # > one read block
+    (tmp_path / "f").write_bytes(data)
+    assert file_digest(tmp_path / "f") == hashlib.sha256(data).hexdigest()
+    assert file_digest(tmp_path / "f", "md5") == hashlib.md5(data).hexdigest()
+    with pytest.raises(FileNotFoundError):
+        file_digest(tmp_path / "missing")

@@ -72,6 +72,9 @@ class BacktranslateConfig:
     lm_samples: int = 24
     """Paraphrases sampled from the LM for each post back-translation left without one (0 = no LM); each post
     is sampled with its own seed. docs/evidence.md: how many such posts k samples rescue."""
+    lm_round: int = 8
+    """LM samples a post draws per round: it is sampled again (``lm_samples`` in all at most) only while it has
+    fewer than ``max_paraphrases`` kept, so a post that gets its paraphrases early stops early (0 = all at once)."""
     lm_model: str = "base"
     """`base` (the prepared base model in models/base), a folder or a hub causal LM."""
     lm_temperature: float = 0.7
@@ -89,6 +92,7 @@ class BacktranslateConfig:
 
     def __post_init__(self) -> None:
         check(self.lm_samples >= 0, "backtranslate.lm_samples", "an integer >= 0")
+        check(self.lm_round >= 0, "backtranslate.lm_round", "an integer >= 0 (0 = all lm_samples in one round)")
         check(self.lm_model.strip() != "", "backtranslate.lm_model", "base, a folder or a hub id")
         check(self.lm_temperature > 0.0, "backtranslate.lm_temperature", "a number > 0")
         check(0.0 < self.lm_top_p <= 1.0, "backtranslate.lm_top_p", "a number in (0, 1]")
@@ -111,6 +115,11 @@ class BacktranslateConfig:
         check(self.workers >= 1, "backtranslate.workers", "an integer >= 1")
         check(0.0 <= self.min_meaning <= 1.0, "backtranslate.min_meaning", "a number in [0, 1]")
         check(self.chunk_size >= 1, "backtranslate.chunk_size", "an integer >= 1")
+
+    def lm_rounds(self) -> list[int]:
+        """LM samples a post draws in each round (e.g. 24 in rounds of 8: [8, 8, 8]; lm_round 0: [24])."""
+        step = self.lm_round or self.lm_samples
+        return [min(step, self.lm_samples - lo) for lo in range(0, self.lm_samples, step)] if step else []
 
 
 class Engine(Protocol):
@@ -305,14 +314,18 @@ def filter_candidates(
 
 def paraphrase_chunk(
     posts: pd.DataFrame, cfg: BacktranslateConfig, engine: Engine, ner: Ner, meaning: Meaning | None,
-    paraphraser: Callable[[Sequence[str], Sequence[str]], list[list[str]]] | None = None,
+    paraphraser: Callable[[Sequence[str], Sequence[str], int], list[list[str]]] | None = None,
     timer: Timer | None = None,
+    toxic_reference: Callable[[Sequence[str]], Sequence[bool]] | None = None,
 ) -> tuple[pd.DataFrame, dict]:
     """Reference + kept paraphrase rows (PARAPHRASES) for a chunk of raw posts, and its row accounting.
 
-    ``paraphraser`` ((post ids, summaries) -> candidates each) runs on the posts that back-translation left
-    without a paraphrase (the LM paraphraser: slower, so it only fills gaps). ``timer`` gets the phases
-    translate, ner, score and sample.
+    ``paraphraser`` ((post ids, summaries, round) -> candidates each) runs on the posts that back-translation
+    left without a paraphrase (the LM paraphraser: slower, so it only fills gaps), in the rounds of
+    ``cfg.lm_rounds()``, each on the posts still short of ``max_paraphrases``, except those whose reference
+    ``toxic_reference`` (references -> bool each) rejects: toxify and entity-perturb drop those posts, so their
+    LM samples would be thrown away (counted as ``posts.lm_skipped_toxic_reference``). ``timer`` gets the
+    phases translate, ner, score, toxicity and sample.
     """
     timer = timer or Timer()
     dropped_posts: Counter = Counter()
@@ -340,21 +353,33 @@ def paraphrase_chunk(
     generated = Counter(kind for _, kind, _, _ in flat)
     rows = [(r.id, "reference", "", refs[i], np.nan) for i, r in enumerate(ok)]
     passed = filter_candidates(refs, flat, cfg, ner, meaning, seen, kept, reasons, timer)
+    skipped, rounds = 0, {}
     if paraphraser is not None:
         gaps = [i for i in range(len(ok)) if kept[i] == 0]
-        with timer.phase("sample"):
-            samples = paraphraser([ok[i].id for i in gaps], [refs[i] for i in gaps])
-        more = [(i, "lm_paraphrase", "lm", match_case(refs[i], t))
-                for i, texts in zip(gaps, samples, strict=True) for t in texts]
-        generated.update(kind for _, kind, _, _ in more)
-        passed += filter_candidates(refs, more, cfg, ner, meaning, seen, kept, reasons, timer)
+        if toxic_reference is not None and gaps:
+            with timer.phase("toxicity"):
+                toxic = [bool(t) for t in toxic_reference([refs[i] for i in gaps])]
+            skipped = sum(toxic)
+            gaps = [i for i, bad in zip(gaps, toxic, strict=True) if not bad]
+        for r in range(len(cfg.lm_rounds())):
+            gaps = [i for i in gaps if kept[i] < cfg.max_paraphrases]
+            if not gaps:
+                break
+            rounds[str(r + 1)] = len(gaps)
+            with timer.phase("sample"):
+                samples = paraphraser([ok[i].id for i in gaps], [refs[i] for i in gaps], r)
+            more = [(i, "lm_paraphrase", "lm", match_case(refs[i], t))
+                    for i, texts in zip(gaps, samples, strict=True) for t in texts]
+            generated.update(kind for _, kind, _, _ in more)
+            passed += filter_candidates(refs, more, cfg, ner, meaning, seen, kept, reasons, timer)
     rows += [(ok[i].id, kind, source, text, score) for i, kind, source, text, score in passed]
     order = {r.id: k for k, r in enumerate(ok)}
     rows.sort(key=lambda x: (order[x[0]], x[1] != "reference"))
     df = pd.DataFrame(rows, columns=["post_id", "kind", "pivot", "text", "meaning"])
     counts = {
         "posts": {"read": len(posts), "screened_out": dict(dropped_posts), "augmented": len(ok),
-                  "with_paraphrase": len(kept), "without_paraphrase": len(ok) - len(kept)},
+                  "with_paraphrase": len(kept), "without_paraphrase": len(ok) - len(kept),
+                  "lm_skipped_toxic_reference": skipped, "lm_sampled_in_round": rounds},
         "candidates": {kind: {"generated": n, "kept": int((df["kind"] == kind).sum()),
                               "dropped": dict(reasons.get(kind, {}))} for kind, n in sorted(generated.items())},
     }
@@ -380,9 +405,15 @@ def run_backtranslate(
     base_dir: str = "models/base",
     *,
     input_dirs: Sequence[str] = (),
+    toxicity_factory: Callable[[], Callable[[Sequence[str]], np.ndarray]] | None = None,
+    max_reference_toxicity: float = 1.0,
 ) -> dict | None:
     """The backtranslate stage over ``train`` (chunked, resumable); its metrics (None on processes other than the main
-    one), with this process's ``seconds`` (total, load, translate, ner, score, sample)."""
+    one), with this process's ``seconds`` (total, load, translate, ner, score, toxicity, sample).
+
+    ``toxicity_factory`` (the toxicity scorer) and ``max_reference_toxicity`` (toxify's limit): posts whose
+    reference scores above the limit get no LM paraphrases (toxify and entity-perturb drop them).
+    """
 
     loaded: dict = {}
     timer = Timer()
@@ -391,28 +422,34 @@ def run_backtranslate(
         if not loaded:
             with timer.phase("load"):
                 loaded.update(engine=load_engine(cfg), ner=ner_factory(),
-                              meaning=meaning_factory() if meaning_factory else None, generator=None)
+                              meaning=meaning_factory() if meaning_factory else None, generator=None, toxic=None)
                 if cfg.lm_samples:
                     model, tok = lm.load_lm(cfg.lm_model, base_dir)
                     loaded["generator"] = (model, tok, lm.newline_ids(tok))
+                    if toxicity_factory is not None:
+                        score = toxicity_factory()
+                        loaded["toxic"] = lambda refs: [t > max_reference_toxicity for t in score(refs)]
         paraphraser = None
         if loaded["generator"] is not None:
-            def paraphraser(post_ids, summaries):
-                seeds = [chunk_seed(seed, "paraphrase", str(post_id)) for post_id in post_ids]
-                return lm_paraphrases(loaded["generator"], summaries, cfg.lm_samples, cfg.lm_max_summary_tokens,
+            def paraphraser(post_ids, summaries, round_):
+                # round 0 keeps the one-round seed, so lm_round >= lm_samples draws what one round of them did
+                purpose = "paraphrase" if round_ == 0 else f"paraphrase/{round_}"
+                seeds = [chunk_seed(seed, purpose, str(post_id)) for post_id in post_ids]
+                return lm_paraphrases(loaded["generator"], summaries, cfg.lm_rounds()[round_], cfg.lm_max_summary_tokens,
                                       cfg.lm_max_new_tokens, seeds, cfg.lm_temperature, cfg.lm_top_p,
                                       cfg.lm_batch_size)
-        return paraphrase_chunk(chunk, cfg, loaded["engine"], loaded["ner"], loaded["meaning"], paraphraser, timer)
+        return paraphrase_chunk(chunk, cfg, loaded["engine"], loaded["ner"], loaded["meaning"], paraphraser, timer,
+                                loaded["toxic"])
 
     # input_dirs (the scorer folder): a changed one never reuses old chunks
     inputs = [*(lm.lm_folders(cfg.lm_model, base_dir) if cfg.lm_samples else []), *input_dirs]
-    counts = run_stage("backtranslate", [cfg, *fingerprint_extra], seed, train, inputs, cfg.chunk_size, process,
-                       PARAPHRASES, work_root, out)
+    counts = run_stage("backtranslate", [cfg, max_reference_toxicity, *fingerprint_extra], seed, train, inputs,
+                       cfg.chunk_size, process, PARAPHRASES, work_root, out)
     if counts is None:
         return None
     for cands in counts.setdefault("candidates", {}).values():
         cands["kept_share"] = round(cands["kept"] / cands["generated"], 4) if cands["generated"] else 0.0
     counts["config"] = {"engine": cfg.engine, "pivots": cfg.pivots, "inputs": cfg.inputs, "meaning_filter": cfg.meaning_filter,
-                        "min_meaning": cfg.min_meaning, "lm_samples": cfg.lm_samples}
+                        "min_meaning": cfg.min_meaning, "lm_samples": cfg.lm_samples, "lm_round": cfg.lm_round}
     counts["seconds"] = timer.seconds()
     return counts

@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from aligntax import distributed
-from aligntax.io import atomic_path, write_json, write_parquet
+from aligntax.io import atomic_path, file_digest, write_json, write_parquet
 from aligntax.schema import RAW, ArtifactSchema, SchemaError, validate
 
 log = logging.getLogger(__name__)
@@ -203,7 +203,7 @@ def run_chunked(
         else:
             rows, counts = process(chunk, index)
             write_parquet(rows, done, spec)
-            write_json({"sha256": _sha256(done), "counts": counts}, done.with_suffix(".json"))
+            write_json({"sha256": file_digest(done), "counts": counts}, done.with_suffix(".json"))
         bar.update(len(chunk))
     bar.close()
     if finish:
@@ -219,21 +219,13 @@ def run_chunked(
     with atomic_path(out_path) as tmp, pq.ParquetWriter(tmp, spec.schema) as writer:
         for p in paths:
             record = _record(p)
-            if record is None or _sha256(p) != record["sha256"]:
+            if record is None or file_digest(p) != record["sha256"]:
                 raise RuntimeError(f"{p}: chunk changed on disk while the stage ran (its bytes no longer match the "
                                    "hash recorded when it was written); re-run the stage to redo it")
             writer.write_table(pq.read_table(p, schema=spec.schema))
             add_counts(counts, record["counts"])
     shutil.rmtree(work, ignore_errors=True)
     return counts
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _record(chunk: Path) -> dict | None:
@@ -255,7 +247,7 @@ def _reusable(chunk: Path, desc: str) -> bool:
     if not chunk.exists() and not chunk.with_suffix(".json").exists():
         return False
     record = _record(chunk)
-    if record is not None and _sha256(chunk) == record["sha256"]:
+    if record is not None and file_digest(chunk) == record["sha256"]:
         return True
     why = "has no readable record" if record is None else "does not match the hash recorded when it was written"
     log.warning("%s: %s %s (truncated or changed since); deleting it, it will be redone", desc, chunk.name, why)

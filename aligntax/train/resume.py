@@ -31,7 +31,7 @@ from typing import Any
 import pandas as pd
 from transformers import TrainerCallback
 
-from aligntax.io import write_error, write_json
+from aligntax.io import file_digest, write_error, write_json
 
 log = logging.getLogger(__name__)
 
@@ -43,14 +43,6 @@ PACKAGE = Path(__file__).resolve().parents[1]
 LIBRARIES = ("torch", "transformers", "trl", "peft", "accelerate")
 NOT_KEYED = ("resume", "save_steps")
 """`train` fields that change neither the model nor the logged history."""
-
-
-def md5_file(path: Path) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def md5_frame(df: pd.DataFrame | None) -> str | None:
@@ -85,11 +77,11 @@ def fingerprint(method: ModuleType, cfg: Any, inputs: Any) -> dict[str, Any]:
     base = Path(inputs.base_dir)
     code = {}
     for f in code_files(method):
-        code[f.relative_to(PACKAGE).as_posix() if f.is_relative_to(PACKAGE) else f.name] = md5_file(f)
+        code[f.relative_to(PACKAGE).as_posix() if f.is_relative_to(PACKAGE) else f.name] = file_digest(f, "md5")
     return json.loads(json.dumps({
         "method": method.__name__, "config": _as_dict(cfg), "train": train, "model": _as_dict(inputs.model),
         "seed": inputs.seed, "data": {"raw": md5_frame(inputs.raw), "groups": md5_frame(inputs.groups)},
-        "base": {f.relative_to(base).as_posix(): md5_file(f) for f in sorted(base.rglob("*")) if f.is_file()},
+        "base": {f.relative_to(base).as_posix(): file_digest(f, "md5") for f in sorted(base.rglob("*")) if f.is_file()},
         "code": code, "libraries": {name: _library(name) for name in LIBRARIES},
     }, default=str))
 
@@ -111,18 +103,10 @@ def _step(path: Path) -> int:
     return int(tail) if tail.isdigit() else -1
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def record_checkpoint(path: Path) -> None:
     """Write ``CHECKSUMS`` into a checkpoint folder the Trainer has finished saving."""
     files = sorted(f for f in Path(path).rglob("*") if f.is_file() and f.name != CHECKSUMS)
-    write_json({f.relative_to(path).as_posix(): sha256_file(f) for f in files}, Path(path) / CHECKSUMS)
+    write_json({f.relative_to(path).as_posix(): file_digest(f) for f in files}, Path(path) / CHECKSUMS)
 
 
 def verified(path: Path) -> bool:
@@ -133,7 +117,7 @@ def verified(path: Path) -> bool:
         return False
     files = {f.relative_to(path).as_posix(): f for f in Path(path).rglob("*") if f.is_file() and f.name != CHECKSUMS}
     return isinstance(listed, dict) and set(listed) == set(files) and \
-        all(sha256_file(files[name]) == digest for name, digest in listed.items())
+        all(file_digest(files[name]) == digest for name, digest in listed.items())
 
 
 class ChecksumOnSave(TrainerCallback):

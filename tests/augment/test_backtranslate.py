@@ -73,7 +73,8 @@ def test_filters_and_accounting():
     assert df.iloc[1]["pivot"] == "de" and df.iloc[1]["meaning"] == pytest.approx(0.9)
     assert np.isnan(df.iloc[0]["meaning"])
     assert counts["posts"] == {"read": 5, "screened_out": {"empty_summary": 1, "summary_equals_post": 1},
-                               "augmented": 3, "with_paraphrase": 1, "without_paraphrase": 2}
+                               "augmented": 3, "with_paraphrase": 1, "without_paraphrase": 2,
+                               "lm_skipped_toxic_reference": 0, "lm_sampled_in_round": {}}
     assert counts["candidates"]["backtranslation"]["generated"] == 10
     assert counts["candidates"]["backtranslation"]["dropped"] == {"negation": 1, "duplicate": 4, "new_entity": 1,
                                                                   "identical": 2, "low_meaning": 1}
@@ -125,10 +126,10 @@ def test_max_paraphrases_and_no_meaning_filter():
 def test_lm_paraphraser_fills_only_the_gaps_with_the_same_filters():
     table = {"i mowed the lawn in boston.": ["i cut the grass in boston."],
              "my dog ate my homework.": ["my dog did not eat my homework."]}
-    cfg = BacktranslateConfig(engine="marian", pivots=["de"], inputs=["as_is", "lower"], min_meaning=0.5)
+    cfg = BacktranslateConfig(engine="marian", pivots=["de"], inputs=["as_is", "lower"], min_meaning=0.5, lm_round=0)
     asked = []
 
-    def paraphraser(post_ids, summaries):
+    def paraphraser(post_ids, summaries, round_):
         asked.extend(zip(post_ids, summaries, strict=True))
         return [["my dog chewed up my homework in chicago.", "My Dog devoured my homework.", "nope"]
                 for _ in summaries]
@@ -144,6 +145,28 @@ def test_lm_paraphraser_fills_only_the_gaps_with_the_same_filters():
                                                      "dropped": {"new_entity": 1, "low_meaning": 1}}
     assert counts["candidates"]["backtranslation"]["dropped"] == {"duplicate": 2, "negation": 1}
     assert counts["posts"]["with_paraphrase"] == 2
+
+
+def test_lm_paraphraser_skips_posts_whose_reference_is_toxic():
+    table = {"i mowed the lawn in boston.": [], "my dog ate my homework.": [], "you idiot, my dog ate it.": []}
+    cfg = BacktranslateConfig(engine="marian", pivots=["de"], inputs=["as_is"], min_meaning=0.5, lm_round=0)
+    asked = []
+
+    def paraphraser(post_ids, summaries, round_):
+        asked.extend(post_ids)
+        return [[s.replace("my", "the")] for s in summaries]
+
+    def toxic(refs):  # numpy bools, as a scorer's array compared with a limit gives (the counts stay JSON)
+        return np.array(["idiot" in r for r in refs])
+
+    df, counts = paraphrase_chunk(raw(list(table)), cfg, TableEngine(table), FakeNer(), None, paraphraser,
+                                  toxic_reference=toxic)
+    assert asked == ["p0", "p1"]  # p2's reference would be dropped by toxify and entity-perturb: never sampled
+    assert counts["posts"]["lm_skipped_toxic_reference"] == 1
+    json.dumps(counts)
+    assert counts["candidates"]["lm_paraphrase"]["generated"] == 2
+    assert list(df[df["kind"] == "lm_paraphrase"]["post_id"]) == ["p1"]  # p0's sample is identical to its reference
+    assert list(df[df["kind"] == "reference"]["post_id"]) == ["p0", "p1", "p2"]  # every reference is still written
 
 
 def test_source_forms():
@@ -219,3 +242,29 @@ def test_packaged_defaults_on_real_rows():
     assert (paras["meaning"] >= 0.8).all()
     assert all(t == t.lower() for t in paras["text"])
     assert counts["candidates"]["backtranslation"]["kept"] == len(paras)
+
+
+def test_lm_rounds_sample_again_only_the_posts_short_of_max_paraphrases():
+    assert BacktranslateConfig(lm_samples=24, lm_round=8).lm_rounds() == [8, 8, 8]
+    assert BacktranslateConfig(lm_samples=20, lm_round=8).lm_rounds() == [8, 8, 4]
+    assert BacktranslateConfig(lm_samples=24, lm_round=0).lm_rounds() == [24]
+    assert BacktranslateConfig(lm_samples=0).lm_rounds() == []
+    table = {"i mowed the lawn.": [], "my dog ate my homework.": []}
+    cfg = BacktranslateConfig(engine="marian", pivots=["de"], inputs=["as_is"], lm_samples=6, lm_round=2,
+                              max_paraphrases=2)
+    asked = []
+    words = {"p0": ["cut", "trimmed", "did", "fixed", "ran", "sat"], "p1": ["x"] * 6}
+
+    def paraphraser(post_ids, summaries, round_):
+        asked.append((round_, list(post_ids)))
+        # p0: two new words a round (kept, up to max_paraphrases); p1: the same text each time (duplicates)
+        return [[s.replace(s.split()[1], w) for w in words[p][2 * round_: 2 * round_ + 2]] if p == "p0"
+                else [s.replace("dog", "hound")] * 2 for p, s in zip(post_ids, summaries, strict=True)]
+
+    df, counts = paraphrase_chunk(raw(list(table)), cfg, TableEngine(table), FakeNer(), None, paraphraser)
+    # p0 has its 2 paraphrases after round 0 and is not sampled again; p1 keeps 1 and is sampled in every round
+    assert asked == [(0, ["p0", "p1"]), (1, ["p1"]), (2, ["p1"])]
+    assert counts["posts"]["lm_sampled_in_round"] == {"1": 2, "2": 1, "3": 1}
+    assert list(df[df["kind"] == "lm_paraphrase"]["text"]) == ["i cut the lawn.", "i trimmed the lawn.",
+                                                               "my hound ate my homework."]
+    assert counts["candidates"]["lm_paraphrase"]["generated"] == 8
