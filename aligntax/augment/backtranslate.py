@@ -24,7 +24,7 @@ import pandas as pd
 from aligntax.augment import lm
 from aligntax.augment.chunks import run_stage
 from aligntax.augment.lm_paraphrase import lm_paraphrases
-from aligntax.augment.text import introduces_negation, match_case, new_entities, normalize, screen, sentence_case
+from aligntax.augment.text import introduces_negation, match_case, new_entities, normalize, screen_rows, sentence_case
 from aligntax.augment.toxify import chunk_seed
 from aligntax.config import check
 from aligntax.generation import device
@@ -328,14 +328,7 @@ def paraphrase_chunk(
     phases translate, ner, score, toxicity and sample.
     """
     timer = timer or Timer()
-    dropped_posts: Counter = Counter()
-    ok = []
-    for row in posts.itertuples(index=False):
-        reason = screen(row.post, row.summary)
-        if reason:
-            dropped_posts[reason] += 1
-        else:
-            ok.append(row)
+    ok, dropped_posts = screen_rows(posts)
     refs = [r.summary.strip() for r in ok]
     flat: list[tuple[int, str, str, str]] = []
     for pivot in cfg.pivots:

@@ -12,6 +12,8 @@ from collections import Counter
 from collections.abc import Sequence
 from functools import lru_cache
 
+import pandas as pd
+
 from aligntax.ner import Entity, hallucinated
 from aligntax.text import words
 
@@ -104,6 +106,19 @@ def screen(post: object, summary: object) -> str | None:
     if letters and sum(c.isascii() for c in letters) / len(letters) < 0.5:
         return "non_english"
     return None
+
+
+def screen_rows(posts: pd.DataFrame) -> tuple[list, Counter]:
+    """The rows of ``posts`` (id, post, summary ...) that can be augmented, and the others counted by
+    their ``screen`` reason."""
+    kept, dropped = [], Counter()
+    for row in posts.itertuples(index=False):
+        reason = screen(row.post, row.summary)
+        if reason:
+            dropped[reason] += 1
+        else:
+            kept.append(row)
+    return kept, dropped
 
 
 def replace_spans(text: str, entities: Sequence[Entity], replacements: dict[int, str]) -> tuple[str, list[Entity]]:

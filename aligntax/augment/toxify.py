@@ -25,7 +25,7 @@ import pandas as pd
 
 from aligntax.augment import lm
 from aligntax.augment.chunks import run_stage
-from aligntax.augment.text import clean_generation, insert_words, normalize, post_rng, screen, selected
+from aligntax.augment.text import clean_generation, insert_words, normalize, post_rng, screen_rows, selected
 from aligntax.config import check
 from aligntax.generation import truncate_text
 from aligntax.schema import TOXIC
@@ -155,14 +155,7 @@ def toxify_chunk(
     its id, so they do not depend on its chunk.
     """
     timer = timer or Timer()
-    screened: Counter = Counter()
-    ok = []
-    for row in posts.itertuples(index=False):
-        reason = screen(row.post, row.summary)
-        if reason:
-            screened[reason] += 1
-        else:
-            ok.append(row)
+    ok, screened = screen_rows(posts)
     with timer.phase("score"):
         ref_tox = toxicity([r.summary for r in ok]) if ok else np.zeros(0)
     clean = [r for r, t in zip(ok, ref_tox, strict=True) if t <= cfg.max_reference_toxicity]

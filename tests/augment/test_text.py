@@ -1,5 +1,6 @@
 import random
 
+import pandas as pd
 import pytest
 
 from aligntax.augment.text import (
@@ -11,6 +12,7 @@ from aligntax.augment.text import (
     new_entities,
     replace_spans,
     screen,
+    screen_rows,
     selected,
     sentence_case,
     swap_entities,
@@ -66,6 +68,14 @@ def test_screen_reasons():
     assert screen("какой-то пост", "это резюме поста") == "non_english"
     assert screen("a long post 😀 with emoji", "short 😀") is None
     assert screen("a post", "word") is None
+
+
+def test_screen_rows_keeps_order_and_counts_reasons():
+    posts = pd.DataFrame({"id": ["a", "b", "c", "d"], "post": ["a post", "x", "another post", ""],
+                          "summary": ["a summary", "", "short one", "s"]})
+    kept, dropped = screen_rows(posts)
+    assert [r.id for r in kept] == ["a", "c"]
+    assert dropped == {"empty_summary": 1, "empty_post": 1}
 
 
 def test_replace_spans_moves_all_spans():
