@@ -11,9 +11,9 @@ frozen bottom's cached states (train.frozen_cache, aligntax/train/frozen.py), i.
 once the store has them, and `fill` (s/post): computing them once, which a run pays only for texts
 the store has not seen.
 
-    python bench/train_step.py                        # full fine-tuning, default model
-    python bench/train_step.py --trainable top_layers # the default training budget (+ cached modes)
-    python bench/train_step.py --trainable top_layers --top-layers 8 --max-prompt-tokens 192 --max-summary-tokens 48
+    python -m bench.train_step                        # full fine-tuning, default model
+    python -m bench.train_step --trainable top_layers # the default training budget (+ cached modes)
+    python -m bench.train_step --trainable top_layers --top-layers 8 --max-prompt-tokens 192 --max-summary-tokens 48
 """
 
 from __future__ import annotations
@@ -24,9 +24,6 @@ import resource
 import subprocess
 import sys
 import time
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 MODES = ("sft_hf", "sft", "naive", "packed")
 CACHED = ("sft_cached", "packed_cached")
@@ -137,7 +134,7 @@ def main() -> None:
         return
     results = {}
     for mode in MODES + (CACHED if args.trainable == "top_layers" else ()):
-        cmd = [sys.executable, __file__, "--mode", mode] + [a for a in sys.argv[1:]]
+        cmd = [sys.executable, "-m", "bench.train_step", "--mode", mode] + [a for a in sys.argv[1:]]
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
         results[mode] = json.loads(out.strip().splitlines()[-1])
         r = results[mode]

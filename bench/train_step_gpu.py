@@ -6,9 +6,9 @@ negative), ``--batch`` posts per step, forward + backward of the real aligntax o
 work (6 * non-embedding params * tokens + causal attention pairs + LM-head positions; no
 recomputation) against ``--peak-tflops`` (H100/H200 SXM dense bf16: 989).
 
-    python bench/train_step_gpu.py                 # on the GPU machine, one call (~3-5 min)
-    python bench/train_step_gpu.py --tiny          # same code on CPU with a tiny shape (smoke test)
-    python bench/train_step_gpu.py --shape smollm2 --batch 1 --post-len 192 --summary-len 48 --generate 99
+    python -m bench.train_step_gpu                 # on the GPU machine, one call (~3-5 min)
+    python -m bench.train_step_gpu --tiny          # same code on CPU with a tiny shape (smoke test)
+    python -m bench.train_step_gpu --shape smollm2 --batch 1 --post-len 192 --summary-len 48 --generate 99
                                                    # the default base model's shape: the evidence profile's cost
 """
 
@@ -17,15 +17,12 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from aligntax.train.loss import LossConfig  # noqa: E402
-from aligntax.train.objective import attach_head, compute_objective  # noqa: E402
-from aligntax.train.packing import Encoded, collate  # noqa: E402
+from aligntax.train.loss import LossConfig
+from aligntax.train.objective import attach_head, compute_objective
+from aligntax.train.packing import Encoded, collate
 
 SHAPE_7B = dict(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
                 num_key_value_heads=32, vocab_size=32000)
