@@ -472,11 +472,13 @@ def main() -> None:
     rep.add_argument("--figure", type=Path, default=Path("reports/ablation.png"))
     rep.add_argument("--from-json", type=Path, help="this `dvc exp show --json` output instead of running it "
                      "(the files are still read from git)")
+    rep.add_argument("--baseline", default="HEAD", help="the commit the experiments were run from "
+                     "(`dvc exp show --rev`; default HEAD)")
     args = p.parse_args()
     grid = load_grid(args.config, read_params(args.params))
     if args.command == "report":
         show = json.loads(args.from_json.read_text()) if args.from_json else json.loads(
-            call([dvc(), "exp", "show", "--json"]))
+            call([dvc(), "exp", "show", "--json", "--rev", args.baseline]))
         baseline, results = collect(grid, show, read_at)
         base = next(b for b in show if b.get("rev") != "workspace")
         params = ((base.get("data") or {}).get("params") or {}).get("params.yaml", {}).get("data") or {}

@@ -156,7 +156,7 @@ def test_errors_are_one_line(project, tmp_path):
     (bare / "configs" / "ablation.yaml").write_text(GRID)
     _run(bare, "git", "init", "-q")
     done = _ablation(bare, "report", ok=False)
-    assert done.stderr.startswith("error: `dvc exp show --json` failed: you are not inside of a DVC repository")
+    assert done.stderr.startswith("error: `dvc exp show --json --rev HEAD` failed: you are not inside of a DVC repository")
     assert len(done.stderr.strip().splitlines()) == 1
     try:  # a row must be the baseline commit plus its sets, and the baseline complete
         (project / "params.yaml").write_text(PARAMS.replace("alpha: 16.0", "alpha: 8.0"))
@@ -251,3 +251,20 @@ def test_verdict_words():
     assert verdict(m) == "Δ vs sft +0.0124 [+0.0010, +0.0308]: CI excludes 0 (above sft)"
     assert verdict(m | {"low": -0.001}) == "Δ vs sft +0.0124 [-0.0010, +0.0308]: not resolved at this budget (MDE ±0.0213)"
     assert verdict(m | {"value": -0.02, "low": -0.03, "high": -0.01}).endswith("CI excludes 0 (below sft)")
+
+
+def test_report_from_a_later_commit_names_the_baseline(project):
+    _ablation(project, "report", "--out", "a.md", "--figure", "a.png")
+    base = _run(project, "git", "rev-parse", "HEAD").stdout.strip()
+    (project / "notes.txt").write_text("a later commit\n")
+    _run(project, "git", "add", "notes.txt")
+    _run(project, "git", "commit", "-qm", "later")
+    try:
+        _ablation(project, "report", "--out", "b.md", "--figure", "b.png")  # HEAD: no experiment of its own
+        assert "not run" in _line((project / "b.md").read_text(), "alpha_4")
+        _ablation(project, "report", "--baseline", base, "--out", "a.md", "--figure", "c.png")
+        first = (project / "a.md").read_text()
+        assert "| abl-alpha_4 `" in _line(first, "alpha_4")
+        assert (project / "c.png").read_bytes() == (project / "a.png").read_bytes()
+    finally:
+        _run(project, "git", "reset", "-q", "--hard", base)
