@@ -318,9 +318,10 @@ def sets_cell(row: Row) -> str:
 def report_lines(grid: Grid, baseline: Exp, results: list[Result], ci: str, figure: str) -> list[str]:
     ref_method = next(r.row.method for r in results if r.row.name == grid.reference)
     with_numbers = sum(r.entry is not None for r in results)
+    where = "" if baseline.rev.startswith(baseline.name) else f", {baseline.name}"
     lines = ["# Ablation grid: contrastive's parts and tuned baselines", "",
              f"Made by `python -m scripts.ablation report` from `dvc exp show --json` (baseline commit "
-             f"`{baseline.rev[:7]}`, {baseline.name}) and each experiment's metrics/compare.json and "
+             f"`{baseline.rev[:7]}`{where}) and each experiment's metrics/compare.json and "
              "metrics/train/*.json; the grid is configs/ablation.yaml, the method docs/ablation.md. "
              f"{with_numbers} of {len(results)} rows have numbers.", "",
              f"Each Δ is the row's method minus {ref_method} in the row's own experiment, with its {ci}: "
