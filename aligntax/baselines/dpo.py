@@ -8,28 +8,36 @@ computed once before training (trl's `precompute_ref_log_probs`, from the policy
 starting model), so no reference copy is loaded; with `dpo.precompute_ref: false` the reference
 is an explicit frozen copy of the starting model, run every step (trl cannot reload a model from
 a bare config).
-Only posts with a negative give pairs. A DPO pair costs ~3.6 `sft` examples of CPU time (measured
-with the reference run every step: 2.45 s vs 0.68 s; policy and reference each read chosen and
-rejected; precomputing the reference costs the same at one epoch and saves its memory and every
-later epoch's reference pass), so one pair per post keeps DPO near the `sft` wall time.
+With `train.trainable: top_layers` and `train.frozen_cache` (the default) the policy trains on the
+cached frozen states like every other method (``AlignDPOTrainer``): ``pieces`` tokenizes a pair as
+trl does, the store is filled before trl starts, and the reference pass and every step run the top
+blocks only.
+trl's defaults of bf16 autocast and gradient checkpointing are turned off (every other method
+trains in the model's dtype and keeps its activations), and on CPU its fused LM head scores only
+the completion tokens (``label_positions_only``). Only posts with a negative give pairs; one pair
+per post by default (docs/training.md: DPO's CPU cost).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pandas as pd
 import torch
+import trl.trainer.utils as trl_utils
 from datasets import Dataset
 from transformers import PreTrainedTokenizerBase
 from trl import DPOConfig, DPOTrainer
+from trl.data_utils import common_prefix_length
 
 from aligntax.baselines.negatives import check_kinds, negatives_by_post
 from aligntax.config import check
 from aligntax.models import build_prompt, load_model
 from aligntax.schema import NEGATIVE_KINDS
 from aligntax.train.core import Job, TrainInputs
+from aligntax.train.frozen import FrozenStore, top_on_rows
 from aligntax.train.packing import prompt_ids
 
 log = logging.getLogger(__name__)
@@ -59,6 +67,61 @@ CONFIG = DpoConfig
 NEEDS_GROUPS = True
 
 
+def label_positions_only() -> Callable[[], None]:
+    """Make trl's fused LM head score only the positions with a label on CPU too; returns the undo.
+
+    On a device without Triton the head scores every position of a row (prompt and padding too,
+    masked afterwards) so that a compiled kernel's tile shapes never change; CPU compiles nothing,
+    and the prompt is most of a DPO row, so scoring it is most of a step there. The per-token values
+    are those of the full pass (the same function on fewer rows)."""
+    original = trl_utils._use_triton
+    trl_utils._use_triton = lambda device: device.type == "cpu" or original(device)
+    return lambda: setattr(trl_utils, "_use_triton", original)
+
+
+class AlignDPOTrainer(DPOTrainer):
+    """trl's DPOTrainer with two CPU economies, on from the reference pass (trl runs it in ``__init__``)
+    to the end of ``train``: the LM head scores only the completions (``label_positions_only``), and
+    given ``frozen`` (a filled ``FrozenStore``) the policy's decoder runs only the blocks above the
+    store's split, on the stored states (``frozen.top_on_rows``)."""
+
+    def __init__(self, *args, frozen: FrozenStore | None = None, **kwargs):
+        self._undo = [label_positions_only()]
+        if frozen is not None:
+            self._undo.append(top_on_rows(kwargs["model"], frozen))
+        try:
+            super().__init__(*args, **kwargs)
+        except BaseException:
+            self._restore()
+            raise
+
+    def _restore(self) -> None:
+        while self._undo:
+            self._undo.pop()()
+
+    def train(self, *args, **kwargs):
+        try:
+            return super().train(*args, **kwargs)
+        finally:
+            self._restore()
+
+
+def trl_pieces(tok: PreTrainedTokenizerBase, max_length: int):
+    """(prompt ids, [chosen ids, rejected ids]) of a pair as trl 1.16 tokenizes and cuts it: eos added to
+    each completion, prompt + completion tokenized together, the completion starting where the prompt
+    alone and prompt + completion diverge, each row cut to ``max_length`` (keep_start)."""
+    eos = tok.eos_token
+
+    def pieces(example) -> tuple[list[int], list[list[int]]]:
+        prompt = tok(text=example["prompt"]).input_ids
+        rows = [tok(text=example["prompt"] + c + ("" if c.endswith(eos) else eos)).input_ids
+                for c in (example["chosen"], example["rejected"])]
+        start = min(common_prefix_length(prompt, row) for row in rows)
+        return prompt[:start], [row[start:max_length] for row in rows]
+
+    return pieces
+
+
 def preference_rows(pairs: pd.DataFrame, template: str, prompt_fn=None) -> pd.DataFrame:
     """trl's preference format from ``negatives_by_post`` rows: prompt, chosen, rejected.
 
@@ -79,6 +142,10 @@ def dpo_args(cfg: DpoConfig, max_length: int) -> dict:
     loss_type, weights = (["sigmoid", "sft"], [1.0, cfg.sft_weight]) if cfg.sft_weight > 0 else (["sigmoid"], [1.0])
     return {"beta": cfg.beta, "loss_type": loss_type, "loss_weights": weights, "max_length": max_length,
             "truncation_mode": "keep_start", "remove_unused_columns": True, "use_cpu": not torch.cuda.is_available(),
+            # trl's DPOConfig turns bf16 autocast and gradient checkpointing on by default, on CPU too; every
+            # other method trains in the dtype its model loads in and keeps its activations (TrainingArguments'
+            # defaults), and so does DPO
+            "bf16": False, "gradient_checkpointing": False,
             "precompute_ref_log_probs": cfg.precompute_ref}
 
 
@@ -96,11 +163,11 @@ def prepare(inputs: TrainInputs, tok: PreTrainedTokenizerBase, cfg: DpoConfig) -
         return tok.decode(ids, skip_special_tokens=True) if cut else build_prompt(template, post)
 
     rows = preference_rows(pairs, template, prompt_fn)
+    max_length = train_cfg.max_prompt_tokens + train_cfg.max_summary_tokens + 1
     return Job(
         Dataset.from_pandas(rows[["prompt", "chosen", "rejected"]].reset_index(drop=True)), counts,
-        trainer_cls=DPOTrainer, args_cls=DPOConfig,
-        args_extra=dpo_args(cfg, train_cfg.max_prompt_tokens + train_cfg.max_summary_tokens + 1),
+        trainer_cls=AlignDPOTrainer, args_cls=DPOConfig, args_extra=dpo_args(cfg, max_length),
         trainer_kwargs={"ref_model": None if cfg.precompute_ref else load_model(inputs.base_dir, dtype="float32"),
                         "processing_class": tok},
-        logged=("rewards/margins", "rewards/accuracies"),
+        logged=("rewards/margins", "rewards/accuracies"), pieces=trl_pieces(tok, max_length),
     )

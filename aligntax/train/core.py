@@ -110,7 +110,8 @@ class Job:
     """Method metrics known before training."""
     pieces: frozen.Pieces | None = None
     """(prompt, summaries read behind it) of an example, when ``collator`` takes ``frozen=`` and the
-    objective runs through ``objective.last_hidden``: the method can train on cached frozen states."""
+    objective runs through ``objective.last_hidden`` (or, with no ``collator``, ``trainer_cls`` takes
+    ``frozen=``, e.g. through ``frozen.top_on_rows``): the method can train on cached frozen states."""
 
 
 def train_method(method: ModuleType, cfg: Any, inputs: TrainInputs) -> dict | None:
@@ -150,8 +151,10 @@ def train_method(method: ModuleType, cfg: Any, inputs: TrainInputs) -> dict | No
     n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     with timer.phase("cache"):
         store, cache_metrics = frozen_store(model, job, inputs, split, before, args)
-    if store is not None:
+    if store is not None and job.collator is not None:
         job.collator = partial(job.collator, frozen=store)
+    elif store is not None:  # the Trainer class batches (trl): it takes the store itself
+        job.trainer_kwargs = {**job.trainer_kwargs, "frozen": store}
     keys = ("loss", *job.logged)
     # The curves are written into a folder staged in the (git-ignored) checkpoint folder and moved onto
     # live_dir only when training succeeds: a failure keeps the previous curves and leaves nothing half-written.

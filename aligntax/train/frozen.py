@@ -48,7 +48,7 @@ from tqdm import tqdm
 from transformers import DynamicCache
 
 from aligntax.models import weights_hash
-from aligntax.train.objective import decoder_and_head, decoder_blocks
+from aligntax.train.objective import decoder_and_head, decoder_blocks, only_blocks
 
 log = logging.getLogger(__name__)
 
@@ -285,3 +285,42 @@ class FrozenStore:
         return {"used": True, "split": self.split, "disk": self.folder is not None, "pieces": len(self.states),
                 "computed": self.counts["computed"], "from_disk": self.counts["from_disk"],
                 "bad_entries": self.counts["bad_entries"], "mib": round(mib, 1)}
+
+
+def top_on_rows(model: nn.Module, store: FrozenStore) -> Callable[[], None]:
+    """Make ``model``'s decoder run only the blocks above ``store.split``, on the stored states, and
+    return the function that undoes it.
+
+    Each row of a batch must be right-padded (``attention_mask`` 1s then 0s) and hold a prompt
+    followed by one summary piece the store was filled with, as trl's preference collator builds
+    them (a summary cut by its ``max_length`` is filled cut); a row that is not is an error, never
+    a silent fall back to the whole model. Position ids are the rows' own (0..), as the plain
+    forward gives right-padded rows. Calls with a key/value cache (generation) run the whole model.
+    """
+    decoder, _ = decoder_and_head(model)
+    original = decoder.forward
+    rows = {context + ids: (context, ids) for context, ids in store.states if context}
+    top = range(store.split, len(decoder_blocks(model)))
+
+    def forward(input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None, **kwargs):
+        if input_ids is None or kwargs.get("use_cache") or kwargs.get("past_key_values") is not None:
+            return original(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+        mask = attention_mask if attention_mask is not None else torch.ones_like(input_ids)
+        pieces = []
+        for r, n in enumerate(mask.sum(1).tolist()):
+            if not bool(mask[r, :n].all()):
+                raise ValueError("frozen states: a batch row is not right-padded; the top-only decoder reads "
+                                 "prompt + summary rows as trl's preference collator builds them")
+            ids = tuple(input_ids[r, :n].tolist())
+            if ids not in rows:
+                raise KeyError(f"frozen states: a row of {n} tokens is no prompt + summary the store was filled "
+                               "with (the method's Job.pieces must tokenize as its Trainer does)")
+            context, piece = rows[ids]
+            pieces.append([((), context), (context, piece)])
+        states = store.row_states(pieces, input_ids.shape[1])
+        kwargs["position_ids"] = torch.arange(input_ids.shape[1], device=input_ids.device).expand_as(input_ids)
+        with only_blocks(model, top, states):
+            return original(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+
+    decoder.forward = forward
+    return lambda: delattr(decoder, "forward")

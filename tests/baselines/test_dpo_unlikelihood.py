@@ -7,7 +7,9 @@ import math
 import pandas as pd
 import pytest
 import torch
+import trl.trainer.utils as trl_utils
 from transformers import AutoModelForCausalLM, AutoTokenizer
+from trl.trainer.utils import add_fused_lm_head
 
 from aligntax.baselines import dpo
 from aligntax.baselines.dpo import DpoConfig, preference_rows
@@ -177,6 +179,30 @@ def test_dpo_precomputed_reference_trains_as_the_reference_model(tiny_llama_dir,
     a = AutoModelForCausalLM.from_pretrained(tmp_path / "pre").state_dict()
     b = AutoModelForCausalLM.from_pretrained(tmp_path / "plain").state_dict()
     assert max((a[k] - b[k]).abs().max().item() for k in a) <= 1e-5
+
+
+def test_label_positions_only_scores_as_the_full_head(tiny_llama_dir, monkeypatch):
+    """The CPU economy of AlignDPOTrainer: trl's fused head on the labelled positions only, same values."""
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir)
+    add_fused_lm_head(model, outputs=("log_probs", "entropy", "mean_logits", "is_top1"))
+    ids = torch.randint(3, model.config.vocab_size, (2, 12), generator=torch.Generator().manual_seed(0))
+    labels = ids.clone()
+    labels[:, :5] = -100
+    labels[1, 9:] = -100
+    rows = []
+    apply = trl_utils._ChunkedLogProbFunction.apply
+    monkeypatch.setattr(trl_utils._ChunkedLogProbFunction, "apply", lambda h, *a: rows.append(len(h)) or apply(h, *a))
+    full = model(input_ids=ids, labels=labels, fused_lm_head=True)
+    undo = dpo.label_positions_only()
+    try:
+        compact = model(input_ids=ids, labels=labels, fused_lm_head=True)
+    finally:
+        undo()
+    assert not trl_utils._use_triton(torch.device("cpu"))  # undone
+    assert rows == [2 * 11, 7 + 4]  # every shifted position, then the labelled ones only
+    for name in ("log_probs", "entropy", "mean_logits", "is_top1"):
+        assert torch.allclose(getattr(compact, name).float(), getattr(full, name).float(), atol=1e-6), name
+    assert (compact.log_probs[labels[:, 1:] == -100] == 0).all() and (compact.log_probs[labels[:, 1:] != -100] < 0).all()
 
 
 def test_configs_reject_bad_values():

@@ -11,7 +11,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from aligntax.baselines import dropout, unlikelihood
+from aligntax.baselines import dpo, dropout, unlikelihood
+from aligntax.baselines.dpo import DpoConfig
 from aligntax.baselines.dropout import DropoutConfig
 from aligntax.baselines.unlikelihood import UnlikelihoodConfig
 from aligntax.models import ModelConfig, load_model, load_tokenizer
@@ -64,6 +65,10 @@ CASES = {
     "contrastive packed": (contrastive, LossConfig(scale="dynamic", temperature=0.5), {}),
     "contrastive naive": (contrastive, LossConfig(pool_position="predicts"), {"packing": False}),
     "unlikelihood": (unlikelihood, UnlikelihoodConfig(max_negatives_per_post=2), {}),
+    # trl's DPOTrainer through frozen.top_on_rows: reference pass and steps on the stored states
+    "dpo": (dpo, DpoConfig(), {}),
+    "dpo padded pairs": (dpo, DpoConfig(max_pairs_per_post=2, sft_weight=0.0), {"batch_size": 2, "grad_accum": 1}),
+    "dpo reference model": (dpo, DpoConfig(precompute_ref=False), {}),
 }
 
 
@@ -84,8 +89,11 @@ def test_cached_states_train_as_the_plain_path(case, tiny_llama_dir, tmp_path):
     moved = [k for k in tensors if k.startswith("model.safetensors/")
              and not torch.equal(tensors[k], base[k.split("/", 1)[1]])]
     assert moved  # training changed the top, so equal tensors are a real check
+    # DPO's loss is a difference of two sequences' log-probs: a few weights get gradients under 1e-6, where
+    # float noise changes Adam's normalised step (lr * g / (|g| + eps)); they end up to ~1e-4 apart
+    tol = 1e-4 if method is dpo else TOL
     for key in tensors:
-        assert (tensors[key] - plain_tensors[key]).abs().max() <= TOL, key
+        assert (tensors[key] - plain_tensors[key]).abs().max() <= tol, key
     assert set(cached["seconds"]) == {"total", "load", "encode", "cache", "train", "save"}
 
 
