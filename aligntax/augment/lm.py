@@ -35,7 +35,7 @@ from transformers import (
     TopPLogitsWarper,
 )
 
-from aligntax.generation import device
+from aligntax.generation import device, grouped_attention
 from aligntax.models import drop_decoding_defaults, load_model, load_tokenizer
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ def load_lm(name: str | Path, base_dir: str | Path) -> tuple[PreTrainedModel, Pr
         if tok.pad_token is None:
             tok.pad_token = tok.eos_token
     drop_decoding_defaults(model.generation_config)  # a model's own sampling defaults would override ours
-    return model.to(device()).eval(), tok
+    return grouped_attention(model.to(device()).eval()), tok
 
 
 def newline_ids(tok: PreTrainedTokenizerBase) -> torch.Tensor:
@@ -156,7 +156,11 @@ def continue_batch(
 class SeededSampling(LogitsProcessor):
     """Samples the next token of each prompt's rows from that prompt's own generator (temperature, top-k 50 and
     top-p as transformers' sampling applies them) and returns scores whose argmax is that sample: under greedy
-    decoding a row's samples depend only on its prompt's seed, never on the other rows of the batch."""
+    decoding a row's samples depend only on its prompt's seed, never on the other rows of the batch.
+
+    ``draw`` is the same draw for ``decode_samples``, which drops finished rows from the batch: a prompt's
+    generator still draws for all its rows (``torch.multinomial`` of one sample per row draws from the generator
+    by the shape of its input alone), so a row's sample is the one it gets when every row runs to the end."""
 
     def __init__(self, seeds: Sequence[int], rows_per_seed: int, temperature: float, top_p: float,
                  device: torch.device):
@@ -165,11 +169,64 @@ class SeededSampling(LogitsProcessor):
         self.warpers = LogitsProcessorList([TemperatureLogitsWarper(temperature), TopKLogitsWarper(50),
                                             *([TopPLogitsWarper(top_p)] if top_p < 1.0 else [])])
 
+    def _pick(self, probs: torch.Tensor) -> torch.Tensor:
+        return torch.cat([torch.multinomial(probs[i * self.rows:(i + 1) * self.rows], 1, generator=g)
+                          for i, g in enumerate(self.generators)])
+
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         probs = torch.softmax(self.warpers(input_ids, scores).float(), dim=-1)
-        picks = torch.cat([torch.multinomial(probs[i * self.rows:(i + 1) * self.rows], 1, generator=g)
-                           for i, g in enumerate(self.generators)])
-        return torch.full_like(scores, float("-inf")).scatter_(1, picks, 0.0)
+        return torch.full_like(scores, float("-inf")).scatter_(1, self._pick(probs), 0.0)
+
+    def draw(self, scores: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """The sampled token of each of ``rows`` (their indices among all prompts' rows), ``scores`` one row each."""
+        probs = torch.softmax(self.warpers(None, scores).float(), dim=-1)
+        full = probs.new_full((self.rows * len(self.generators), probs.shape[1]), 1.0)  # rows no longer decoded
+        full[rows] = probs
+        return self._pick(full)[rows, 0]
+
+
+@torch.inference_mode()
+def decode_samples(
+    model: PreTrainedModel,
+    ids: torch.Tensor,
+    mask: torch.Tensor,
+    cache: DynamicCache,
+    sampler: SeededSampling,
+    max_new_tokens: int,
+    ends: Sequence[int],
+    pad_id: int,
+) -> torch.Tensor:
+    """The new token ids [rows, max_new_tokens] (pad after a row's end token) of a prefilled batch (``prefill``,
+    its cache repeated over the rows), each row's tokens drawn by ``sampler``.
+
+    What transformers' ``generate`` returns with ``sampler`` as its processor under greedy decoding, but a
+    finished row leaves the batch (once a quarter of it has finished, so the cache is not copied every
+    step), and the rows still decoding cost less at every step: the batch of many prompts no longer decodes
+    until its longest row stops."""
+    total = ids.shape[0]
+    out = torch.full((total, max_new_tokens), pad_id, dtype=torch.long, device=ids.device)
+    rows = torch.arange(total, device=ids.device)  # the rows in the batch, as indices into all rows
+    live = torch.ones(total, dtype=torch.bool, device=ids.device)  # per batch row: not finished
+    ends = torch.tensor(list(ends), dtype=torch.long, device=ids.device)
+    token, mask = ids[:, -1:], mask.clone()
+    for step in range(max_new_tokens):
+        position = mask.sum(-1, keepdim=True) - 1
+        logits = model(token, attention_mask=mask, position_ids=position, past_key_values=cache,
+                       use_cache=True).logits[:, -1].float()
+        picks = sampler.draw(logits[live], rows[live])
+        out[rows[live], step] = picks
+        token = torch.full_like(rows, pad_id)
+        token[live] = picks
+        live[live.clone()] = ~torch.isin(picks, ends)
+        if not live.any():
+            break
+        if (~live).sum() * 4 >= len(rows):
+            keep = live.nonzero()[:, 0]
+            cache.batch_select_indices(keep)
+            rows, mask, token, live = rows[keep], mask[keep], token[keep], live[keep]
+        token = token[:, None]
+        mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=1)
+    return out
 
 
 def end_ids(model: PreTrainedModel, stop_ids: torch.Tensor | None) -> list[int]:
@@ -195,7 +252,8 @@ def sample_each(
     """``n`` sampled continuations of each prompt (decoded without specials).
 
     ``batch_size`` prompts at a time, each prefilled once (``prefix``, the text the prompts start with, once
-    per call), their ``n`` samples each decoded together; prompt i's samples come from a generator seeded
+    per call), their ``n`` samples each decoded together (``decode_samples``: a finished row leaves the
+    batch, so many prompts decode together at little waste); prompt i's samples come from a generator seeded
     with ``seeds[i]`` (``SeededSampling``), so they depend only on (prompt, seed, n). A row stops at the
     model's end token or at any of ``stop_ids`` (e.g. ``newline_ids``).
     """
@@ -204,14 +262,16 @@ def sample_each(
     if n < 1:
         raise ValueError(f"sample_each: n={n}; draw at least one sample per prompt")
     model.eval()
-    gen_cfg = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
-                               pad_token_id=tok.pad_token_id, eos_token_id=end_ids(model, stop_ids))
     shared = SharedPrefix(model, tok, prefix) if prefix and prompts else None
     out: list[list[str]] = []
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
     for lo in tqdm(range(0, len(prompts), batch_size), desc="sample", unit="batch", disable=not prompts):
         batch, batch_seeds = prompts[lo:lo + batch_size], seeds[lo:lo + batch_size]
         sampler = SeededSampling(batch_seeds, n, temperature, top_p, model.device)
-        new, _ = continue_batch(model, tok, batch, gen_cfg, shared, [sampler], copies=n)
+        ids, mask, cache = prefill(model, tok, batch, shared)
+        cache.batch_repeat_interleave(n)
+        new = decode_samples(model, ids.repeat_interleave(n, dim=0), mask.repeat_interleave(n, dim=0), cache,
+                             sampler, max_new_tokens, end_ids(model, stop_ids), pad)
         texts = tok.batch_decode(new, skip_special_tokens=True)
         out += [texts[i * n:(i + 1) * n] for i in range(len(batch))]
     return out
