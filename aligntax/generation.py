@@ -8,7 +8,10 @@ tqdm bar over decoding steps, and returns the new token ids of every prompt in i
 ``prefill`` (optional) computes the KV cache of every prompt token but the last; ``generate``
 then only decodes, starting with the last prompt token. aligntax/evaluate passes a prefill that
 takes the frozen bottom blocks from a store (aligntax/evaluate/bottom.py); without one
-transformers prefills the whole prompt itself.
+transformers prefills the whole prompt itself. After a prefill, plain greedy decoding (no logits
+processors, no sampling, no ``stop_ids``) runs ``decode``, this module's own loop: the tokens of
+transformers' greedy search, but a row that has ended leaves the batch, so a batch no longer decodes
+at full width until its longest row ends (the LM samplers of aligntax/augment use it too).
 
 ``Decoding`` is how a method reads its prompt and picks tokens: plain by default; a decoding-time
 method (aligntax/baselines/self_debias.py, instructive.py) subclasses it with its prompt prefix,
@@ -134,6 +137,12 @@ def positions(mask: torch.Tensor) -> torch.Tensor:
     return pos.masked_fill(mask == 0, 1)
 
 
+def end_ids(model: PreTrainedModel, eos_token_id: int | list[int] | None = None) -> list[int]:
+    """The tokens that end a row: ``eos_token_id``, else the model's generation config's."""
+    eos = eos_token_id if eos_token_id is not None else model.generation_config.eos_token_id
+    return [int(e) for e in (eos if isinstance(eos, list) else [eos]) if e is not None]
+
+
 class _Progress(StoppingCriteria):
     """Advances a tqdm bar by one decoding step per call; never stops generation."""
 
@@ -153,6 +162,62 @@ class _StopAtAny(StoppingCriteria):
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs) -> torch.Tensor:
         return torch.isin(input_ids[:, self.prompt_len:], self.stop_ids).any(dim=1)
+
+
+Choose = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+"""(scores [rows in the batch, vocab], their indices among all rows) -> the next token of each of those rows."""
+
+
+def greedy(scores: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """The most likely token of each row (transformers' greedy search)."""
+    return scores.argmax(-1)
+
+
+@torch.inference_mode()
+def decode(
+    model: PreTrainedModel,
+    ids: torch.Tensor,
+    mask: torch.Tensor,
+    cache: Cache,
+    choose: Choose,
+    max_new_tokens: int,
+    ends: Sequence[int],
+    pad_id: int,
+    on_step: Callable[[], None] | None = None,
+) -> torch.Tensor:
+    """The new token ids of a left-padded batch whose ``cache`` holds every prompt token but the last:
+    [rows, steps run], a row's tokens up to and including its end token (one of ``ends``), then ``pad_id``.
+
+    What transformers' ``generate`` returns for such a batch, but a row that has ended leaves the batch
+    (once a quarter of the batch has ended, so the cache is not copied at every step): the rows still
+    decoding cost less at each step, and a batch no longer runs at full width until its longest row ends.
+    ``choose`` picks the next tokens (``greedy``, or a seeded sampler); ``on_step`` is called once a step.
+    """
+    total = ids.shape[0]
+    out = torch.full((total, max_new_tokens), pad_id, dtype=torch.long, device=ids.device)
+    rows = torch.arange(total, device=ids.device)  # the batch's rows, as indices into all rows
+    live = torch.ones(total, dtype=torch.bool, device=ids.device)  # per batch row: not ended
+    ends = torch.tensor(list(ends), dtype=torch.long, device=ids.device)
+    token, mask, steps = ids[:, -1:], mask.clone(), 0
+    while steps < max_new_tokens and live.any():
+        position = mask.sum(-1, keepdim=True) - 1
+        logits = model(token, attention_mask=mask, position_ids=position, past_key_values=cache,
+                       use_cache=True).logits[:, -1].float()
+        picks = choose(logits[live], rows[live])
+        out[rows[live], steps] = picks
+        steps += 1
+        if on_step is not None:
+            on_step()
+        token = torch.full_like(rows, pad_id)
+        token[live] = picks
+        live[live.clone()] = ~torch.isin(picks, ends)
+        if (~live).sum() * 4 >= len(rows) and live.any():
+            keep = live.nonzero()[:, 0]
+            cache.batch_select_indices(keep)
+            rows, mask, token, live = rows[keep], mask[keep], token[keep], live[keep]
+        token = token[:, None]
+        mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=1)
+    return out[:, :steps]
 
 
 @torch.inference_mode()
@@ -199,6 +264,12 @@ def generate(
             extra = {}
             if prefill is not None and ids.shape[1] > 1:
                 extra["past_key_values"] = prefill(ids[:, :-1], mask[:, :-1], positions(mask)[:, :-1])
+            if "past_key_values" in extra and not sample and not processors and stop_ids is None:
+                new = decode(model, ids, mask, extra["past_key_values"], greedy, max_new_tokens,
+                             end_ids(model, eos_token_id), tok.pad_token_id, lambda: bar.update(1))
+                for i, row in zip(batch, new.tolist(), strict=True):
+                    results[i] = row
+                continue
             stops: list[StoppingCriteria] = [_Progress(bar)]
             if stop_ids is not None:
                 stops.append(_StopAtAny(stop_ids.to(model.device), ids.shape[1]))

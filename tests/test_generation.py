@@ -51,6 +51,28 @@ def test_a_prefilled_cache_gives_the_same_greedy_tokens(tiny):
     assert calls[-1] == (3, width - 1)  # every prompt token but the last
 
 
+def test_ended_rows_leave_a_prefilled_batch_and_the_others_keep_their_greedy_tokens(tiny_llama_dir):
+    """generate's own loop (aligntax.generation.decode) after a prefill drops the rows that ended; every row's
+    tokens are those of transformers' generate, which decodes the whole batch until its last row ends."""
+    model, tok = load_model(tiny_llama_dir).eval(), load_tokenizer(tiny_llama_dir)
+    torch.manual_seed(0)
+    with torch.no_grad():  # larger random weights: greedy text that changes from token to token, not one repeated
+        for p in model.parameters():
+            p.normal_(0, 0.5)
+    ids = tok([p + tail for p in PROMPTS for tail in ("", " and", " so she said")])["input_ids"]
+    plain = generate(model, tok, ids, 10, 9)
+    ends = sorted({row[k] for row, k in zip(plain, (1, 3, 6, 8, 2, 5, 7, 4, 9), strict=True)})  # rows end at various steps
+    sizes: list[int] = []
+    hook = model.get_input_embeddings().register_forward_hook(lambda m, args, out: sizes.append(args[0].shape[0]))
+    try:
+        fast = generate(model, tok, ids, 10, 9, eos_token_id=ends, prefill=Runner(model, None, None).prefill)
+    finally:
+        hook.remove()
+    assert fast == generate(model, tok, ids, 10, 9, eos_token_id=ends)  # transformers' generate, no prefill
+    assert len({len([t for t in row if t != tok.pad_token_id]) for row in fast}) > 1  # rows ended at different steps
+    assert sizes[0] == 9 and min(sizes) < 9 and sizes == sorted(sizes, reverse=True)  # ended rows left the batch
+
+
 def test_seeded_sampling_repeats_and_stop_ids_end_a_row(tiny):
     model, tok = tiny
     a = generate_ids(model, tok, PROMPTS, 8, 2, sample=True, seed=3)

@@ -9,7 +9,9 @@ post that a post's mask_regen prompts share) is prefilled once for all of them: 
 prefix, then left padding, then the rest of their prompt, with positions from the attention mask.
 ``sample_each`` draws each prompt's samples from a generator seeded for that prompt alone, so a
 post's samples depend only on its prompt, its seed and the sample count, never on its chunk, its
-batch or the other posts. Prompts are cut with ``aligntax.generation.truncate_text``.
+batch or the other posts; it decodes with ``aligntax.generation.decode`` (a row that has ended leaves
+the batch, so many posts decode together at little waste), beams go through ``continue_batch``.
+Prompts are cut with ``aligntax.generation.truncate_text``.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from transformers import (
     TopPLogitsWarper,
 )
 
-from aligntax.generation import device, grouped_attention
+from aligntax.generation import decode, device, grouped_attention
 from aligntax.models import drop_decoding_defaults, load_model, load_tokenizer
 
 log = logging.getLogger(__name__)
@@ -158,7 +160,7 @@ class SeededSampling(LogitsProcessor):
     top-p as transformers' sampling applies them) and returns scores whose argmax is that sample: under greedy
     decoding a row's samples depend only on its prompt's seed, never on the other rows of the batch.
 
-    ``draw`` is the same draw for ``decode_samples``, which drops finished rows from the batch: a prompt's
+    ``draw`` is the same draw for ``aligntax.generation.decode``, which drops ended rows from the batch: a prompt's
     generator still draws for all its rows (``torch.multinomial`` of one sample per row draws from the generator
     by the shape of its input alone), so a row's sample is the one it gets when every row runs to the end."""
 
@@ -185,50 +187,6 @@ class SeededSampling(LogitsProcessor):
         return self._pick(full)[rows, 0]
 
 
-@torch.inference_mode()
-def decode_samples(
-    model: PreTrainedModel,
-    ids: torch.Tensor,
-    mask: torch.Tensor,
-    cache: DynamicCache,
-    sampler: SeededSampling,
-    max_new_tokens: int,
-    ends: Sequence[int],
-    pad_id: int,
-) -> torch.Tensor:
-    """The new token ids [rows, max_new_tokens] (pad after a row's end token) of a prefilled batch (``prefill``,
-    its cache repeated over the rows), each row's tokens drawn by ``sampler``.
-
-    What transformers' ``generate`` returns with ``sampler`` as its processor under greedy decoding, but a
-    finished row leaves the batch (once a quarter of it has finished, so the cache is not copied every
-    step), and the rows still decoding cost less at every step: the batch of many prompts no longer decodes
-    until its longest row stops."""
-    total = ids.shape[0]
-    out = torch.full((total, max_new_tokens), pad_id, dtype=torch.long, device=ids.device)
-    rows = torch.arange(total, device=ids.device)  # the rows in the batch, as indices into all rows
-    live = torch.ones(total, dtype=torch.bool, device=ids.device)  # per batch row: not finished
-    ends = torch.tensor(list(ends), dtype=torch.long, device=ids.device)
-    token, mask = ids[:, -1:], mask.clone()
-    for step in range(max_new_tokens):
-        position = mask.sum(-1, keepdim=True) - 1
-        logits = model(token, attention_mask=mask, position_ids=position, past_key_values=cache,
-                       use_cache=True).logits[:, -1].float()
-        picks = sampler.draw(logits[live], rows[live])
-        out[rows[live], step] = picks
-        token = torch.full_like(rows, pad_id)
-        token[live] = picks
-        live[live.clone()] = ~torch.isin(picks, ends)
-        if not live.any():
-            break
-        if (~live).sum() * 4 >= len(rows):
-            keep = live.nonzero()[:, 0]
-            cache.batch_select_indices(keep)
-            rows, mask, token, live = rows[keep], mask[keep], token[keep], live[keep]
-        token = token[:, None]
-        mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=1)
-    return out
-
-
 def end_ids(model: PreTrainedModel, stop_ids: torch.Tensor | None) -> list[int]:
     """The model's end token(s) plus ``stop_ids``: a row ends at any of them (kept in its text)."""
     eos = model.generation_config.eos_token_id
@@ -252,7 +210,7 @@ def sample_each(
     """``n`` sampled continuations of each prompt (decoded without specials).
 
     ``batch_size`` prompts at a time, each prefilled once (``prefix``, the text the prompts start with, once
-    per call), their ``n`` samples each decoded together (``decode_samples``: a finished row leaves the
+    per call), their ``n`` samples each decoded together (``aligntax.generation.decode``: an ended row leaves the
     batch, so many prompts decode together at little waste); prompt i's samples come from a generator seeded
     with ``seeds[i]`` (``SeededSampling``), so they depend only on (prompt, seed, n). A row stops at the
     model's end token or at any of ``stop_ids`` (e.g. ``newline_ids``).
@@ -270,8 +228,8 @@ def sample_each(
         sampler = SeededSampling(batch_seeds, n, temperature, top_p, model.device)
         ids, mask, cache = prefill(model, tok, batch, shared)
         cache.batch_repeat_interleave(n)
-        new = decode_samples(model, ids.repeat_interleave(n, dim=0), mask.repeat_interleave(n, dim=0), cache,
-                             sampler, max_new_tokens, end_ids(model, stop_ids), pad)
+        new = decode(model, ids.repeat_interleave(n, dim=0), mask.repeat_interleave(n, dim=0), cache, sampler.draw,
+                     max_new_tokens, end_ids(model, stop_ids), pad)
         texts = tok.batch_decode(new, skip_special_tokens=True)
         out += [texts[i * n:(i + 1) * n] for i in range(len(batch))]
     return out

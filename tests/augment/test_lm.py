@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from transformers import GenerationConfig
 
 from aligntax.augment import lm
 from aligntax.generation import generate_ids
@@ -91,3 +92,26 @@ def test_beams_equal_transformers_on_the_whole_prompt(tiny):
             assert [t for t, _ in beams] == [t for t, _ in expected]
             assert [s for _, s in beams] == pytest.approx([s for _, s in expected], abs=1e-4)
     assert lm.beams(model, tok, [], 4, 8) == []
+
+
+def test_finished_rows_leave_the_batch_and_every_row_draws_what_generate_draws(tiny):
+    """decode_samples drops finished rows; each row's tokens stay those of transformers' generate with the same
+    seeded processor over the whole batch (which decodes every row until the last one ends)."""
+    model, tok, _ = tiny
+    stop = torch.arange(0, len(tok), 5)  # a fifth of the vocabulary ends a row: rows end at different steps
+    sizes: list[int] = []
+    hook = model.get_input_embeddings().register_forward_hook(lambda m, args, out: sizes.append(args[0].shape[0]))
+    try:
+        got = lm.sample_each(model, tok, PROMPTS, 6, [3, 4, 5], 12, 1.0, 1.0, stop, PREFIX, batch_size=3)
+    finally:
+        hook.remove()
+    gen_cfg = GenerationConfig(max_new_tokens=12, do_sample=False, num_beams=1, pad_token_id=tok.pad_token_id,
+                               eos_token_id=lm.end_ids(model, stop))
+    sampler = lm.SeededSampling([3, 4, 5], 6, 1.0, 1.0, model.device)
+    new, _ = lm.continue_batch(model, tok, PROMPTS, gen_cfg, lm.SharedPrefix(model, tok, PREFIX), [sampler], copies=6)
+    texts = tok.batch_decode(new, skip_special_tokens=True)
+    assert got == [texts[i * 6:(i + 1) * 6] for i in range(3)]
+    lengths = (~torch.isin(new, torch.tensor(lm.end_ids(model, stop) + [tok.pad_token_id]))).sum(1)
+    assert lengths.min() < lengths.max()  # some rows ended before others
+    steps = sizes[2:]  # after the prefix and the prompts' prefill: one forward per decoding step
+    assert steps[0] == 18 and min(steps) < 18 and steps == sorted(steps, reverse=True)  # finished rows left
