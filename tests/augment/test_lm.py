@@ -95,8 +95,8 @@ def test_beams_equal_transformers_on_the_whole_prompt(tiny):
 
 
 def test_finished_rows_leave_the_batch_and_every_row_draws_what_generate_draws(tiny):
-    """decode_samples drops finished rows; each row's tokens stay those of transformers' generate with the same
-    seeded processor over the whole batch (which decodes every row until the last one ends)."""
+    """sample_each decodes with aligntax.generation.decode, which drops finished rows; each row's tokens stay those
+    of transformers' generate with the same seeded processor over the whole batch (every row until the last ends)."""
     model, tok, _ = tiny
     stop = torch.arange(0, len(tok), 5)  # a fifth of the vocabulary ends a row: rows end at different steps
     sizes: list[int] = []
