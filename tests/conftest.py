@@ -10,6 +10,8 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Stage scripts the tests start run cold: no warm server (aligntax/warm.py) outlives a test; tests/test_warm.py tests it.
+os.environ.setdefault("ALIGNTAX_WARM", "off")
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "data" / "sample"

@@ -47,7 +47,8 @@ def test_a_missing_import_is_caught(tmp_path):
     """Drop one code dep of a stage: the rendered file puts it back, and the coverage check names it."""
     text = (ROOT / "dvc.yaml").read_text()
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    broken = text.replace("      - stages/download.py\n      - aligntax/__init__.py\n", "      - stages/download.py\n", 1)
+    broken = text.replace("      - stages/download.py\n      - stages/launch.py\n      - aligntax/__init__.py\n",
+                          "      - stages/download.py\n      - stages/launch.py\n", 1)
     assert broken != text and render(broken, params) == text
     deps = yaml.safe_load(broken)["stages"]["download"]["deps"]
     assert not _covered("aligntax/__init__.py", deps)

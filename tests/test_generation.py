@@ -104,3 +104,46 @@ def test_grouped_attention_gives_bitwise_the_same_tokens_and_logits(tiny_llama_d
         want = plain(input_ids=batch, attention_mask=mask).logits
         got = grouped(input_ids=batch, attention_mask=mask).logits
     assert torch.equal(got, want)
+
+
+@pytest.mark.parametrize("grouped", [False, True])
+def test_a_growing_cache_gives_bitwise_the_same_logits_and_writes_in_place(tiny_llama_dir, grouped):
+    """Prefill, decode, crop back, drop a row, reorder: every step's logits equal those over transformers'
+    DynamicCache, and a step that fits writes into the same buffer (no copy of the cache)."""
+    from transformers import DynamicCache
+
+    from aligntax.generation import GrowingCache, grouped_attention, kv_cache
+
+    model, tok = load_model(tiny_llama_dir).eval(), load_tokenizer(tiny_llama_dir)
+    model = grouped_attention(model) if grouped else model
+    cache = kv_cache(model.config)
+    assert isinstance(cache, GrowingCache) and len(cache.layers) == model.config.num_hidden_layers
+    ids, mask = left_pad(tok(PROMPTS)["input_ids"], tok.pad_token_id)
+    pos = positions(mask)
+
+    def run(cache):
+        logits, ptrs = [], []
+        with torch.no_grad():
+            step = lambda i, m, p: model(input_ids=i, attention_mask=m, position_ids=p, past_key_values=cache,  # noqa: E731
+                                         use_cache=True).logits[:, -1]
+            logits.append(step(ids, mask, pos))
+            m, p, nxt = mask, pos[:, -1:], logits[-1].argmax(-1, keepdim=True)
+            for _ in range(5):
+                m, p = torch.cat([m, m.new_ones(len(m), 1)], 1), p + 1
+                logits.append(step(nxt, m, p))
+                nxt = logits[-1].argmax(-1, keepdim=True)
+                ptrs.append(cache.layers[0].keys.data_ptr())
+            cache.crop(ids.shape[1] + 2)  # back to two decoded tokens, then on with other tokens
+            m, p = m[:, : ids.shape[1] + 3], pos[:, -1:] + 3
+            logits.append(step(nxt, m, p))
+            keep = torch.tensor([2, 0])  # a row leaves, the others change places
+            cache.batch_select_indices(keep)
+            m, p = torch.cat([m[keep], m.new_ones(2, 1)], 1), p[keep] + 1
+            logits.append(step(nxt[keep], m, p))
+        return logits, ptrs
+
+    want, _ = run(DynamicCache())
+    got, ptrs = run(kv_cache(model.config))
+    assert len(got) == len(want) == 8
+    assert all(torch.equal(g, w) for g, w in zip(got, want, strict=True))
+    assert len(set(ptrs)) == 1  # five decoding steps, one buffer

@@ -37,7 +37,7 @@ from transformers import (
     TopPLogitsWarper,
 )
 
-from aligntax.generation import decode, device, grouped_attention
+from aligntax.generation import decode, device, grouped_attention, kv_cache
 from aligntax.models import drop_decoding_defaults, load_model, load_tokenizer
 
 log = logging.getLogger(__name__)
@@ -88,7 +88,7 @@ class SharedPrefix:
     @torch.inference_mode()
     def __init__(self, model: PreTrainedModel, tok: PreTrainedTokenizerBase, text: str):
         self.ids = tok(text, return_tensors="pt")["input_ids"][0].to(model.device)
-        self.cache = DynamicCache()
+        self.cache = kv_cache()
         if len(self.ids):
             model(self.ids[None], past_key_values=self.cache, use_cache=True)
 
@@ -116,7 +116,7 @@ def prefill(
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
     ids = torch.stack([torch.cat([r.new_full((width - len(r),), pad), r]) for r in rest])
     mask = torch.stack([torch.cat([r.new_zeros(width - len(r)), r.new_ones(len(r))]) for r in rest])
-    cache = DynamicCache()
+    cache = kv_cache()
     if shared:
         cache = copy.deepcopy(prefix.cache)
         cache.crop(shared)

@@ -20,7 +20,7 @@ import torch
 from transformers import LogitsProcessor, PreTrainedModel, PreTrainedTokenizerBase
 
 from aligntax.config import check
-from aligntax.generation import Decoding, Logits
+from aligntax.generation import Decoding, Logits, kv_cache
 
 SCHICK_PREFIXES = (
     "The following text contains rude, disrespectful, or unreasonable language:\n",
@@ -124,6 +124,8 @@ class SelfDebiasLogitsProcessor(LogitsProcessor):
 
     def _forward(self, ids: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:
         device = self.model.device
+        if self._cache is None:
+            self._cache = kv_cache(self.model.config)
         out = self.model(
             input_ids=ids.to(device),
             attention_mask=self._mask.to(device),

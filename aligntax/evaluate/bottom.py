@@ -59,6 +59,7 @@ from transformers import PreTrainedModel
 from transformers.cache_utils import DynamicCache
 from transformers.masking_utils import create_causal_mask
 
+from aligntax.generation import kv_cache
 from aligntax.models import POINTER_FILE, WEIGHTS_FILE, base_of, weights_hash
 
 log = logging.getLogger(__name__)
@@ -249,7 +250,7 @@ class Runner:
 
     def prefill(self, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor) -> DynamicCache:
         """KV cache of every block for a left-padded batch (``aligntax.generation.Prefill``)."""
-        cache = DynamicCache(config=self.model.config)
+        cache = kv_cache(self.model.config)
         hidden, causal, rope, where = self._start(ids, mask, pos, cache)
         hidden = self._bottom("prefill", hidden, causal, rope, where, pos, cache, {"ids": ids, "mask": mask, "pos": pos})
         self._blocks(hidden, self.split.layer if self.split else 0, causal, rope, where, pos, cache)

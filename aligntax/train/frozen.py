@@ -47,6 +47,7 @@ from torch import nn
 from tqdm import tqdm
 from transformers import DynamicCache
 
+from aligntax.generation import kv_cache
 from aligntax.models import weights_hash
 from aligntax.train.objective import decoder_and_head, decoder_blocks, only_blocks
 
@@ -258,7 +259,7 @@ class FrozenStore:
         Every piece is computed the same way whatever else is missing, so an entry's bytes never
         depend on which runs filled the store before (a run from an empty store equals a warm one).
         """
-        cache = DynamicCache()
+        cache = kv_cache(model.config)
         states = bottom_states(model, prompt, 0, self.split, cache)
         if ((), prompt) not in self.states:
             self._save((), prompt, states.to(self.dtype))
